@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines / Vertex AI Pipelines runner for hubtfx."""
