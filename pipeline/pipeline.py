@@ -1,0 +1,133 @@
+"""`create_pipeline(config)`: the one component graph, shared by the local and the Kubeflow/Vertex runners.
+
+Pure composition: every value comes from the (resolved) config; nothing here reads data or talks to services.
+"""
+import hashlib
+import os
+from typing import List
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from components.example_gen.component import ImageFolderExampleGen
+from pipeline.config import PipelineConfig
+import components.trainer
+import components.transform
+import schemas
+
+PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
+RUN_FN = "components.trainer.run.run_fn"
+DEFAULT_HANDLE_NAME = "hubtfx:efficientnet_lite0/feature_vector"
+CURATED_SCHEMA = os.path.join(schemas.SCHEMA_DIR, "schema.pbtxt")
+
+
+def source_fingerprint(*packages) -> str:
+    """Hash of the .py files of `packages`.
+
+    User code is referenced by dotted path (so Kubeflow images run the installed package), which TFX does not
+    fingerprint; passing this in custom_config makes an edit to the code re-run the component instead of
+    silently reusing a cached result.
+    """
+    digest = hashlib.sha256()
+    for package in packages:
+        folder = os.path.dirname(package.__file__)
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as f:
+                    digest.update(name.encode() + b"\0" + f.read())
+    return digest.hexdigest()[:16]
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """Accuracy must reach the threshold and must not drop below the latest blessed model's."""
+    accuracy = tfma.MetricConfig(
+        class_name="SparseCategoricalAccuracy",
+        threshold=tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.accuracy_threshold}),
+            change_threshold=tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={"value": -config.max_accuracy_drop - 1e-9}),
+        ),
+    )
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(label_key="label", prediction_key="probabilities",
+                                    signature_name="serving_default")],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["label_name"])],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            accuracy,
+            tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
+            tfma.MetricConfig(class_name="ExampleCount"),
+        ])],
+    )
+
+
+def create_components(config: PipelineConfig) -> List:
+    """The component list, in dependency order."""
+    if not (config.module_path and config.module_sha256 and config.image_size):
+        raise ValueError("create_pipeline needs a resolved config: call pipeline.module_resolution.resolve first.")
+
+    example_gen = ImageFolderExampleGen(
+        input_base=config.resolved_data_root, use_spans=config.use_spans, eval_percent=config.eval_percent,
+        label_map_path=config.label_map_path)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=CURATED_SCHEMA)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+
+    # The Hub module is a tracked input: its lineage (handle and content hash) is recorded in ML Metadata.
+    hub_module = tfx.dsl.Importer(
+        source_uri=config.module_path, artifact_type=tfx.types.standard_artifacts.Model,
+        custom_properties={"hub_handle": config.hub_handle or DEFAULT_HANDLE_NAME, "sha256": config.module_sha256},
+    ).with_id("hub_module")
+
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        materialize=False,
+        disable_statistics=True,
+        custom_config={"image_size": list(config.image_size), "value_range": list(config.value_range),
+                       "code": source_fingerprint(components.transform)},
+    )
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        base_model=hub_module.outputs["result"],
+        train_args=tfx.proto.TrainArgs(),
+        eval_args=tfx.proto.EvalArgs(),
+        custom_config={**config.training_params(),
+                       "code": source_fingerprint(components.trainer, components.transform)},
+    )
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline_resolver.outputs["model"],
+        eval_config=eval_config(config),
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push_base_dir)),
+    )
+    return [example_gen, statistics_gen, schema_gen, example_validator, hub_module, transform, trainer,
+            baseline_resolver, evaluator, pusher]
+
+
+def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
+                    beam_pipeline_args=None) -> tfx.dsl.Pipeline:
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=create_components(config),
+        enable_cache=True,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or [],
+    )

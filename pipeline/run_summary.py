@@ -1,0 +1,104 @@
+"""What a run did, read back from ML Metadata and the artifacts: for the CLI's closing summary and for tests."""
+import dataclasses
+import json
+import os
+from typing import Dict, List, Optional
+
+import tensorflow as tf
+from ml_metadata.metadata_store import metadata_store
+
+from pipeline.config import PipelineConfig
+
+
+@dataclasses.dataclass
+class RunSummary:
+    data_root: str = ""
+    files_seen: int = 0
+    examples_written: int = 0
+    skipped: List[Dict[str, str]] = dataclasses.field(default_factory=list)
+    module: str = ""
+    module_sha256: str = ""
+    stage_accuracy: Dict[str, float] = dataclasses.field(default_factory=dict)
+    chosen_stage: str = ""
+    eval_accuracy: Optional[float] = None
+    blessed: bool = False
+    pushed: bool = False
+    pushed_path: str = ""
+    accuracy_threshold: float = 0.0
+
+    def render(self) -> str:
+        lines = ["", "hubtfx run summary",
+                 f"  data        {self.data_root}: {self.files_seen} files, {self.examples_written} used, "
+                 f"{len(self.skipped)} skipped"]
+        lines += [f"                skipped {s.get('file')}: {s.get('reason')}" for s in self.skipped[:20]]
+        if len(self.skipped) > 20:
+            lines.append(f"                ... and {len(self.skipped) - 20} more (see the ingestion report)")
+        lines.append(f"  module      {self.module} (sha256 {self.module_sha256[:12]})")
+        if self.stage_accuracy:
+            stages = ", ".join(f"{k} {v:.3f}" for k, v in self.stage_accuracy.items())
+            lines.append(f"  training    eval accuracy {stages}; kept {self.chosen_stage}")
+        if self.eval_accuracy is not None:
+            verdict = "BLESSED" if self.blessed else "NOT blessed"
+            lines.append(f"  evaluation  accuracy {self.eval_accuracy:.3f} (threshold {self.accuracy_threshold:.2f}): "
+                         f"{verdict}")
+        lines.append(f"  serving     {'pushed to ' + self.pushed_path if self.pushed else 'nothing pushed'}")
+        return "\n".join(lines)
+
+
+def _latest_artifacts(store, pipeline_name: str) -> Dict[str, object]:
+    """The newest artifact of each type in the pipeline's context (the current run's, once it has finished)."""
+    context = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if context is None:
+        return {}
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    latest = {}
+    for artifact in sorted(store.get_artifacts_by_context(context.id), key=lambda a: a.id):
+        latest[types[artifact.type_id]] = artifact
+    return latest
+
+
+def _read_json(path: str) -> dict:
+    if not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def _custom(artifact, key, default=None):
+    value = artifact.custom_properties.get(key) if artifact is not None else None
+    if value is None:
+        return default
+    return value.string_value or value.int_value or value.double_value
+
+
+def overall_accuracy(evaluation_uri: str) -> Optional[float]:
+    import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
+    for metrics in tfma.load_metrics(evaluation_uri):
+        if not metrics.slice_key.single_slice_keys:
+            for key_and_value in metrics.metric_keys_and_values:
+                if key_and_value.key.name == "sparse_categorical_accuracy" and not key_and_value.key.is_diff:
+                    return float(key_and_value.value.double_value.value)
+    return None
+
+
+def summarize(config: PipelineConfig, connection_config) -> RunSummary:
+    store = metadata_store.MetadataStore(connection_config)
+    latest = _latest_artifacts(store, config.pipeline_name)
+    summary = RunSummary(data_root=config.resolved_data_root, module=config.hub_handle or "bundled EfficientNet-Lite0",
+                         module_sha256=config.module_sha256, accuracy_threshold=config.accuracy_threshold)
+    if "Examples" in latest:
+        report = _read_json(os.path.join(latest["Examples"].uri, "ingestion_report.json"))
+        summary.files_seen = report.get("files_seen", 0)
+        summary.examples_written = report.get("examples_written", 0)
+        summary.skipped = report.get("skipped", [])
+    if "ModelRun" in latest:
+        history = _read_json(os.path.join(latest["ModelRun"].uri, "training_history.json"))
+        summary.stage_accuracy = {k: v["eval_accuracy"] for k, v in history.get("stages", {}).items()}
+        summary.chosen_stage = history.get("chosen_stage", "")
+    if "ModelEvaluation" in latest:
+        summary.eval_accuracy = overall_accuracy(latest["ModelEvaluation"].uri)
+    summary.blessed = bool(_custom(latest.get("ModelBlessing"), "blessed", 0))
+    pushed = latest.get("PushedModel")
+    summary.pushed = bool(_custom(pushed, "pushed", 0))
+    summary.pushed_path = _custom(pushed, "pushed_destination", "") if summary.pushed else ""
+    return summary
