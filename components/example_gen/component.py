@@ -1,0 +1,110 @@
+"""ImageFolderExampleGen: a TFX FileBasedExampleGen for the image-folder layout (one sub-folder per class).
+
+    example_gen = ImageFolderExampleGen(input_base="gs://bucket/flowers", use_spans=True, eval_percent=20,
+                                        label_map_path="gs://bucket/flowers_label_map.json")
+
+Outputs an Examples artifact with 'train' and 'eval' splits (gzipped TFRecords of tf.Examples with
+image_raw, label, label_name, filename), plus label_map.json and ingestion_report.json at its root; see
+executor.py. Span handling is TFX's own: with use_spans the input pattern is 'span-{SPAN}/*/*', which
+TFX's driver resolves to the latest span (or the one `range_config` selects) and records as the
+artifact's span.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from tfx.components.example_gen import component as example_gen_component
+from tfx.components.example_gen import driver as example_gen_driver
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.proto import example_gen_pb2, range_config_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types import channel as channel_lib
+from tfx.types.component_spec import ExecutionParameter
+
+from components.example_gen import executor, layout
+
+
+class ImageFolderExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
+    """FileBasedExampleGenSpec plus the optional path of the persistent class-id map."""
+
+    PARAMETERS = {
+        **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
+        executor.LABEL_MAP_PATH_KEY: ExecutionParameter(type=str, optional=True),
+    }
+
+
+class ImageFolderDriver(example_gen_driver.FileBasedDriver):
+    """TFX's file-based driver, with an actionable error when no span folder matches."""
+
+    def resolve_exec_properties(self, exec_properties: Dict[str, Any], pipeline_info, component_info):
+        try:
+            return super().resolve_exec_properties(exec_properties, pipeline_info, component_info)
+        except ValueError as err:
+            if layout.SPAN_FOLDER_PATTERN not in exec_properties.get(standard_component_specs.INPUT_CONFIG_KEY, ""):
+                raise
+            raise layout.span_resolution_error(
+                exec_properties[standard_component_specs.INPUT_BASE_KEY], err
+            ) from err
+
+
+class ImageFolderExampleGen(example_gen_component.FileBasedExampleGen):
+    """Ingests `<input_base>/<class_name>/<image>` (or `<input_base>/span-<N>/<class_name>/<image>`)."""
+
+    SPEC_CLASS = ImageFolderExampleGenSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+    DRIVER_CLASS = ImageFolderDriver
+
+    def __init__(
+        self,
+        input_base: str,
+        use_spans: bool = False,
+        eval_percent: int = 20,
+        label_map_path: Optional[str] = None,
+        range_config: Optional[range_config_pb2.RangeConfig] = None,
+    ):
+        """Builds the component.
+
+        Args:
+          input_base: folder (any filesystem tf.io.gfile supports) with one sub-folder per class, or with
+            span-<N> folders that each have one sub-folder per class.
+          use_spans: read `<input_base>/span-<N>/`: the latest N, or the span `range_config` selects.
+          eval_percent: share of images in the 'eval' split, 1..99; an image's split is a hash of its
+            path relative to the class-folder root, so it stays the same across runs and spans.
+          label_map_path: JSON file {"classes": [...]} that keeps class ids stable across runs: existing
+            classes keep their ids, new classes are appended; created if missing, updated after each
+            successful run. Without it, ids are the sorted class names.
+          range_config: TFX RangeConfig selecting the span (static_range with start == end, or
+            rolling_range with num_spans=1); needs use_spans.
+        """
+        if not 0 < eval_percent < 100:
+            raise ValueError(f"eval_percent must be between 1 and 99, got {eval_percent}")
+        if range_config is not None and not use_spans:
+            raise ValueError("range_config selects a span folder: set use_spans=True (layout span-<N>/<class>/...)")
+        spec = ImageFolderExampleGenSpec(
+            input_base=input_base,
+            input_config=example_gen_pb2.Input(
+                splits=[example_gen_pb2.Input.Split(name="single_split", pattern=layout.split_pattern(use_spans))]
+            ),
+            output_config=make_output_config(eval_percent),
+            range_config=range_config,
+            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+            label_map_path=label_map_path,
+            examples=channel_lib.Channel(type=standard_artifacts.Examples),
+        )
+        # FileBasedExampleGen.__init__ would build its own spec without label_map_path, so the base
+        # component initialiser is called directly with ours.
+        base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
+
+
+def make_output_config(eval_percent: int) -> example_gen_pb2.Output:
+    """'train'/'eval' hash buckets in percent, hashed on the relative file path."""
+    return example_gen_pb2.Output(
+        split_config=example_gen_pb2.SplitConfig(
+            splits=[
+                example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=100 - eval_percent),
+                example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=eval_percent),
+            ],
+            partition_feature_name="filename",
+        )
+    )

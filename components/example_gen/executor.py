@@ -1,0 +1,358 @@
+"""Beam executor of ImageFolderExampleGen: image files in class folders -> tf.Examples.
+
+Each image file becomes one tf.Example:
+  image_raw  bytes   the original file bytes (decoded later by Transform)
+  label      int64   class id, index into label_map.json's "classes"
+  label_name bytes   class folder name
+  filename   bytes   path relative to the class-folder root, e.g. b"daisy/1.jpg" (also the split key)
+
+Files that `tf.io.decode_image(raw, channels=3, expand_animations=False)` cannot decode -- exactly what
+Transform will run -- are skipped in the same Beam pass that reads them (a tagged side output) and listed
+with their reason in <examples uri>/ingestion_report.json. The class-id map is written to
+<examples uri>/label_map.json and, when label_map_path is set, kept stable across runs through that file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any, Dict, List, Optional, Tuple
+
+import apache_beam as beam
+import tensorflow as tf
+from absl import logging
+from tfx import types
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.example_gen import layout as layout_lib
+
+LABEL_MAP_PATH_KEY = "label_map_path"
+LABEL_MAP_FILE = "label_map.json"
+INGESTION_REPORT_FILE = "ingestion_report.json"
+
+# Private exec_properties the executor hands to its PTransform (TFX passes exec_properties through to it).
+LAYOUT_KEY = "_image_folder_layout"
+CLASS_NAMES_KEY = "_image_folder_class_names"
+STATS_DIR_KEY = "_image_folder_stats_dir"
+
+SKIPPED_TAG = "skipped"
+_STATS_DIR_NAME = ".ingestion_stats"
+_SKIPPED_STATS = "skipped.jsonl"
+_USED_STATS = "used_per_class.jsonl"
+_SPLIT_STATS = "split_{}.jsonl"
+
+_SUPPORTED_FORMATS = "JPEG, PNG, GIF, BMP"
+# Leading bytes of formats, to explain *why* a file was skipped (the verdict is decode_image's).
+_MAGIC_NUMBERS = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+)
+
+
+def sniff_format(raw: bytes) -> Optional[str]:
+    """The image format named by the file's leading bytes, or None if it is not a known image format."""
+    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        return "WEBP"
+    if raw[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
+        return "HEIF/AVIF"
+    return next((name for magic, name in _MAGIC_NUMBERS if raw.startswith(magic)), None)
+
+
+def decode_failure_reason(raw: bytes) -> Optional[str]:
+    """None if Transform will be able to decode `raw`, else a short human-readable reason."""
+    if not raw:
+        return "empty file (0 bytes)"
+    try:
+        tf.io.decode_image(raw, channels=3, expand_animations=False)
+        return None
+    except tf.errors.InvalidArgumentError as err:
+        detail = _tf_error_detail(err)
+    fmt = sniff_format(raw)
+    if fmt is None:
+        return f"not an image: content is none of {_SUPPORTED_FORMATS}"
+    if fmt not in ("JPEG", "PNG", "GIF", "BMP"):
+        return f"unsupported format {fmt}: convert it to one of {_SUPPORTED_FORMATS}"
+    return f"corrupt or truncated {fmt}: {detail}"
+
+
+def _tf_error_detail(err: tf.errors.OpError) -> str:
+    """TF's error message without the '{{function_node ...}}' prefix and '[Op:...]' suffix."""
+    message = err.message.split("}}")[-1]
+    return message.split(" [Op:")[0].strip()
+
+
+def make_example(raw: bytes, label: int, label_name: str, filename: str) -> tf.train.Example:
+    """The tf.Example of one image."""
+
+    def bytes_feature(value: bytes) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "image_raw": bytes_feature(raw),
+                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                "label_name": bytes_feature(label_name.encode("utf-8")),
+                "filename": bytes_feature(filename.encode("utf-8")),
+            }
+        )
+    )
+
+
+class ReadImageDoFn(beam.DoFn):
+    """(relative path, class name) -> tf.Example, or a {"file", "class", "reason"} dict on the skipped output."""
+
+    def __init__(self, root: str, class_ids: Dict[str, int]):
+        self._root = root
+        self._class_ids = class_ids
+
+    def process(self, element: Tuple[str, str]):
+        relative_path, class_name = element
+        with tf.io.gfile.GFile(os.path.join(self._root, relative_path), "rb") as handle:
+            raw = handle.read()
+        reason = decode_failure_reason(raw)
+        if reason is not None:
+            yield beam.pvalue.TaggedOutput(SKIPPED_TAG, {"file": relative_path, "class": class_name, "reason": reason})
+            return
+        yield make_example(raw, self._class_ids[class_name], class_name, relative_path)
+
+
+class ReadImageFolder(beam.PTransform):
+    """Reads the files of a scanned layout; outputs 'examples' (tf.Example) and 'skipped' (dict) PCollections."""
+
+    def __init__(self, layout: layout_lib.Layout, class_names: List[str]):
+        super().__init__()
+        missing = sorted(set(layout.class_names) - set(class_names))
+        if missing:
+            raise ValueError(f"class ids missing for class folders {missing}; resolve the label map first")
+        self._layout = layout
+        self._class_ids = {name: index for index, name in enumerate(class_names)}
+
+    def expand(self, pipeline: beam.Pipeline):
+        return (
+            pipeline
+            | "ListFiles" >> beam.Create(self._layout.relative_paths())
+            # Spread the reads over workers even though Create produces one bundle.
+            | "Reshuffle" >> beam.Reshuffle()
+            | "ReadAndCheck"
+            >> beam.ParDo(ReadImageDoFn(self._layout.root, self._class_ids)).with_outputs(
+                SKIPPED_TAG, main="examples"
+            )
+        )
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def ImageFolderToExample(  # pylint: disable=invalid-name
+    pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str
+) -> beam.pvalue.PCollection:
+    """TFX input-source transform: the class folders of the driver-resolved split pattern -> tf.Examples.
+
+    Reads the files of the executor's scan (exec_properties[LAYOUT_KEY], so the report's files_seen is
+    exactly what was read) and writes the skipped files and the per-class example counts as JSON lines to
+    the exec_properties[STATS_DIR_KEY] folder, for the executor's ingestion report.
+    """
+    layout = exec_properties[LAYOUT_KEY]
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    expected_root = layout_lib.class_root_for_pattern(input_base, split_pattern)
+    if layout.root != expected_root:
+        raise ValueError(f"scanned layout root {layout.root!r} is not the split pattern's root {expected_root!r}")
+    outputs = pipeline | "ReadImageFolder" >> ReadImageFolder(layout, exec_properties[CLASS_NAMES_KEY])
+    stats_dir = exec_properties[STATS_DIR_KEY]
+    _ = outputs[SKIPPED_TAG] | "WriteSkipped" >> _WriteJsonLines(os.path.join(stats_dir, _SKIPPED_STATS))
+    _ = (
+        outputs.examples
+        | "LabelNames" >> beam.Map(lambda example: example.features.feature["label_name"].bytes_list.value[0].decode())
+        | "CountPerClass" >> beam.combiners.Count.PerElement()
+        | "WriteUsed" >> _WriteJsonLines(os.path.join(stats_dir, _USED_STATS))
+    )
+    return outputs.examples
+
+
+class _WriteJsonLines(beam.PTransform):
+    """Writes the elements as JSON lines to exactly `path` (one shard; the stats are tiny)."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._path = path
+
+    def expand(self, pcoll):
+        return (
+            pcoll
+            | "ToJson" >> beam.Map(json.dumps, sort_keys=True)
+            | "Write" >> beam.io.WriteToText(self._path, shard_name_template="", num_shards=1)
+        )
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+    """ImageFolderExampleGen executor: BaseExampleGenExecutor plus class ids, skip report and counts."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        return ImageFolderToExample
+
+    def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]):
+        """The base splits, plus a count of each split written to the stats folder."""
+        splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
+        for split_name, examples in splits.items():
+            _ = (
+                examples
+                | f"Count[{split_name}]" >> beam.combiners.Count.Globally()
+                | f"WriteCount[{split_name}]"
+                >> _WriteJsonLines(os.path.join(exec_properties[STATS_DIR_KEY], _SPLIT_STATS.format(split_name)))
+            )
+        return splits
+
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        layout = layout_lib.scan_class_root(
+            input_base,
+            layout_lib.class_root_for_pattern(input_base, _single_split_pattern(exec_properties)),
+            exec_properties.get(example_gen_utils.SPAN_PROPERTY_NAME),
+        )
+        label_map_path = exec_properties.get(LABEL_MAP_PATH_KEY) or None
+        class_names = resolve_class_names(layout.class_names, label_map_path)
+        stats_dir = os.path.join(examples.uri, _STATS_DIR_NAME)
+
+        super().Do(
+            input_dict,
+            output_dict,
+            {**exec_properties, LAYOUT_KEY: layout, CLASS_NAMES_KEY: class_names, STATS_DIR_KEY: stats_dir},
+        )
+
+        report = build_report(layout, stats_dir, artifact_utils.decode_split_names(examples.split_names))
+        tf.io.gfile.rmtree(stats_dir)
+        write_json_atomically(os.path.join(examples.uri, INGESTION_REPORT_FILE), report)
+        write_json_atomically(os.path.join(examples.uri, LABEL_MAP_FILE), {"classes": class_names})
+        examples.set_int_custom_property("files_seen", report["files_seen"])
+        examples.set_int_custom_property("examples_written", report["examples_written"])
+        examples.set_int_custom_property("files_skipped", len(report["skipped"]))
+        _log_skipped(report)
+        _fail_on_classes_without_images(report, layout.root)
+        if label_map_path:
+            # Only after a successful run, so a failed ingestion does not reserve ids.
+            write_json_atomically(label_map_path, {"classes": class_names})
+
+
+def _single_split_pattern(exec_properties: Dict[str, Any]) -> str:
+    """The driver-resolved input pattern; the component always configures exactly one input split."""
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+    if len(input_config.splits) != 1:
+        raise ValueError(
+            f"ImageFolderExampleGen reads one input split and splits it by eval_percent; got "
+            f"{len(input_config.splits)} input splits"
+        )
+    return input_config.splits[0].pattern
+
+
+def read_label_map(path: str) -> List[str]:
+    """Class names (index = id) from a {"classes": [...]} label map file."""
+    with tf.io.gfile.GFile(path, "r") as handle:
+        try:
+            classes = json.load(handle)["classes"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(
+                f"label map {path!r} is not of the form {{\"classes\": [\"name0\", ...]}} ({err}); fix or delete it "
+                "(deleting it renumbers the classes in sorted order)"
+            ) from err
+    if not isinstance(classes, list) or len(set(classes)) != len(classes):
+        raise ValueError(f"label map {path!r}: 'classes' must be a list of distinct names; fix or delete it")
+    return classes
+
+
+def resolve_class_names(found_classes: List[str], label_map_path: Optional[str]) -> List[str]:
+    """Class names in id order: an existing label map's order, then new classes (sorted) appended."""
+    if not label_map_path or not tf.io.gfile.exists(label_map_path):
+        return sorted(found_classes)
+    known = read_label_map(label_map_path)
+    new = sorted(set(found_classes) - set(known))
+    if new:
+        logging.warning(
+            "New classes %s not in label map %s: appended with ids %d..%d; existing ids are unchanged.",
+            new, label_map_path, len(known), len(known) + len(new) - 1,
+        )
+    absent = [name for name in known if name not in found_classes]
+    if absent:
+        logging.warning(
+            "Classes %s of label map %s have no folder in this input; their ids are kept.", absent, label_map_path
+        )
+    return known + new
+
+
+def write_json_atomically(path: str, payload: Dict[str, Any]) -> None:
+    """Writes JSON via a temporary file and a rename, so readers never see a half-written file."""
+    parent = os.path.dirname(path)
+    if parent:
+        tf.io.gfile.makedirs(parent)
+    temp_path = f"{path}.tmp-{uuid.uuid4().hex}"
+    with tf.io.gfile.GFile(temp_path, "w") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+    tf.io.gfile.rename(temp_path, path, overwrite=True)
+
+
+def _read_json_lines(path: str) -> List[Any]:
+    with tf.io.gfile.GFile(path, "r") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def build_report(layout: layout_lib.Layout, stats_dir: str, split_names: List[str]) -> Dict[str, Any]:
+    """The ingestion report from the layout and the Beam job's stats files."""
+    skipped = sorted(_read_json_lines(os.path.join(stats_dir, _SKIPPED_STATS)), key=lambda record: record["file"])
+    used = dict(tuple(pair) for pair in _read_json_lines(os.path.join(stats_dir, _USED_STATS)))
+    per_split = {}
+    for split_name in split_names:
+        counts = _read_json_lines(os.path.join(stats_dir, _SPLIT_STATS.format(split_name)))
+        per_split[split_name] = counts[0] if counts else 0
+    skipped_per_class = {name: 0 for name in layout.class_names}
+    for record in skipped:
+        skipped_per_class[record["class"]] += 1
+    return {
+        "input_base": layout.input_base,
+        "span": layout.span,
+        "files_seen": layout.num_files,
+        "examples_written": sum(used.values()),
+        "per_class": {
+            name: {"used": used.get(name, 0), "skipped": skipped_per_class[name]} for name in layout.class_names
+        },
+        "per_split": per_split,
+        "skipped": [{"file": record["file"], "reason": record["reason"]} for record in skipped],
+    }
+
+
+def _log_skipped(report: Dict[str, Any]) -> None:
+    if report["skipped"]:
+        logging.warning(
+            "Skipped %d of %d files that cannot be decoded as images:\n%s",
+            len(report["skipped"]),
+            report["files_seen"],
+            "\n".join(f"  {record['file']}: {record['reason']}" for record in report["skipped"]),
+        )
+
+
+def _fail_on_classes_without_images(report: Dict[str, Any], root: str) -> None:
+    """A class whose files were all skipped cannot be learned; the report lists why each was skipped."""
+    unusable = [name for name, counts in report["per_class"].items() if counts["used"] == 0]
+    if unusable:
+        raise layout_lib.DataLayoutError(
+            f"class folder(s) {unusable} under {root!r} have no decodable image ({_SUPPORTED_FORMATS}); see "
+            f"the skipped files in {INGESTION_REPORT_FILE} of the Examples artifact. Add valid images or remove "
+            "the folder(s)."
+        )

@@ -1,0 +1,146 @@
+"""Unit tests of the ImageFolderExampleGen executor pieces: decode check, Beam reading, label map, Do()."""
+import io
+import json
+import os
+
+import pytest
+import tensorflow as tf
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that
+from PIL import Image
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.example_gen import executor as executor_lib
+from components.example_gen.component import make_output_config
+from components.example_gen.layout import DataLayoutError, scan_layout
+from pipeline.sample_data import generate_dataset
+
+_TINY = dict(images_per_class=3, min_size=24, max_size=32)
+
+
+def _encode(fmt):
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 12), (200, 30, 30)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _write(path, data):
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+BAD_FILES = {
+    "circle/zero.jpg": (b"", "empty file"),
+    "circle/truncated.jpg": (_encode("JPEG")[:200], "corrupt or truncated JPEG"),
+    "square/text.jpg": (b"this is not a picture\n", "not an image"),
+    "square/scan.tiff": (_encode("TIFF"), "unsupported format TIFF"),
+    "square/photo.webp": (_encode("WEBP"), "unsupported format WEBP"),
+}
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP"])
+def test_formats_transform_decodes_are_accepted(fmt):
+    assert executor_lib.decode_failure_reason(_encode(fmt)) is None
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_undecodable_files_get_a_specific_reason(name):
+    data, reason = BAD_FILES[name]
+    assert executor_lib.decode_failure_reason(data).startswith(reason)
+
+
+@pytest.fixture
+def folder_with_bad_files(tmp_path):
+    generate_dataset(str(tmp_path), classes=["circle", "square"], **_TINY)
+    for relative_path, (data, _) in BAD_FILES.items():
+        _write(str(tmp_path / relative_path), data)
+    _write(str(tmp_path / "LICENSE.txt"), b"CC-BY")
+    return tmp_path
+
+
+def test_read_image_folder_keeps_every_good_image_and_tags_bad_files(folder_with_bad_files):
+    root = str(folder_with_bad_files)
+    layout = scan_layout(root)
+    good = {path: name for path, name in layout.relative_paths() if path not in BAD_FILES}
+    class_names = ["square", "circle"]  # not sorted: ids must follow the given order
+
+    def check_examples(examples):
+        seen = {}
+        for example in examples:
+            feature = example.features.feature
+            filename = feature["filename"].bytes_list.value[0].decode()
+            label_name = feature["label_name"].bytes_list.value[0].decode()
+            with open(os.path.join(root, filename), "rb") as handle:
+                assert feature["image_raw"].bytes_list.value[0] == handle.read()
+            assert feature["label"].int64_list.value[0] == class_names.index(label_name)
+            seen[filename] = label_name
+        assert len(seen) == len(examples)
+        assert seen == good
+
+    def check_skipped(records):
+        assert sorted(record["file"] for record in records) == sorted(BAD_FILES)
+        for record in records:
+            assert record["reason"].startswith(BAD_FILES[record["file"]][1])
+            assert record["class"] == record["file"].split("/")[0]
+
+    with test_pipeline.TestPipeline() as pipeline:
+        outputs = pipeline | executor_lib.ReadImageFolder(layout, class_names)
+        assert_that(outputs.examples, check_examples, label="examples")
+        assert_that(outputs[executor_lib.SKIPPED_TAG], check_skipped, label="skipped")
+
+
+def test_class_ids_are_sorted_without_a_label_map_and_stable_with_one(tmp_path):
+    assert executor_lib.resolve_class_names(["tulip", "daisy"], None) == ["daisy", "tulip"]
+    label_map = str(tmp_path / "maps" / "label_map.json")
+    assert executor_lib.resolve_class_names(["tulip", "daisy"], label_map) == ["daisy", "tulip"]
+
+    executor_lib.write_json_atomically(label_map, {"classes": ["tulip", "rose"]})
+    assert os.listdir(tmp_path / "maps") == ["label_map.json"], "no temp file left behind"
+    assert executor_lib.resolve_class_names(["rose", "daisy", "tulip", "aster"], label_map) == [
+        "tulip", "rose", "aster", "daisy",
+    ]
+
+
+def test_a_malformed_label_map_says_how_to_fix_it(tmp_path):
+    path = str(tmp_path / "label_map.json")
+    _write(path, b'["daisy"]')
+    with pytest.raises(ValueError, match="fix or delete it"):
+        executor_lib.resolve_class_names(["daisy"], path)
+
+
+def _run_executor(input_base, output_uri, label_map_path=None):
+    examples = standard_artifacts.Examples()
+    examples.uri = output_uri
+    input_config = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split", pattern="*/*")])
+    exec_properties = {
+        standard_component_specs.INPUT_BASE_KEY: input_base,
+        standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(input_config),
+        standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(make_output_config(30)),
+        standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+        standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+        executor_lib.LABEL_MAP_PATH_KEY: label_map_path,
+        "span": 0,
+    }
+    executor_lib.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
+    return examples
+
+
+def test_a_class_with_no_decodable_image_fails_after_writing_the_report(tmp_path):
+    data = tmp_path / "data"
+    generate_dataset(str(data), classes=["circle", "square"], **_TINY)
+    os.makedirs(data / "broken")
+    _write(str(data / "broken" / "a.jpg"), b"")
+    _write(str(data / "broken" / "b.png"), b"not a png")
+    label_map = str(tmp_path / "label_map.json")
+
+    with pytest.raises(DataLayoutError, match=r"\['broken'\] .*no decodable image"):
+        _run_executor(str(data), str(tmp_path / "out"), label_map)
+
+    with open(tmp_path / "out" / executor_lib.INGESTION_REPORT_FILE) as handle:
+        report = json.load(handle)
+    assert report["per_class"]["broken"] == {"used": 0, "skipped": 2}
+    assert report["files_seen"] == 8 and report["examples_written"] == 6
+    assert not os.path.exists(label_map), "a failed ingestion must not update the label map"
+    assert not tf.io.gfile.exists(str(tmp_path / "out" / ".ingestion_stats"))
