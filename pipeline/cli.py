@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from typing import List, Optional
 
 from pipeline import config as config_lib
@@ -56,18 +57,22 @@ def configure_logging(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     if verbose:
         return
-    absl_logger = logging.getLogger("absl")
-    absl_logger.addFilter(_ComponentProgressFilter())
+    logging.getLogger("absl").addFilter(_ComponentProgressFilter())
     for noisy in ("apache_beam", "tensorflow", "h5py", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 class _ComponentProgressFilter(logging.Filter):
     """Keeps warnings and TFX's 'Component X is running/finished' lines; drops the rest of absl's INFO."""
 
+    # Warnings TFX 1.16 emits on every run that say nothing about the user's data or model.
+    _NOISE = ("ArtifactQuery.property_predicate is not supported",)
+
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.WARNING:
-            return True
+            return not str(record.msg).startswith(self._NOISE)
         if str(record.msg).startswith("Component %s is"):
             record.msg = "[pipeline] " + str(record.msg)
             return True
@@ -91,6 +96,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = local_runner.run_local(config)
     print(summary.render(), flush=True)
     return EXIT_OK if summary.pushed else EXIT_NOT_BLESSED
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json  # pylint: disable=import-outside-toplevel
+    from pipeline import predict  # pylint: disable=import-outside-toplevel
+    base = config_lib.PipelineConfig(output_dir=args.output, model_name=args.model_name)
+    model_dir = args.model or predict.latest_version_dir(base.push_base_dir)
+    files = predict.list_images(args.images)
+    if not files:
+        raise config_lib.ConfigError(f"No image files found in {args.images}.")
+    print(f"Model: {model_dir}", file=sys.stderr)
+    failed = 0
+    for result in predict.predict_files(model_dir, files):
+        failed += result.error is not None
+        if args.json:
+            print(json.dumps(result.as_dict()))
+        elif result.error:
+            print(f"{result.file}\terror: {result.error}")
+        else:
+            print(f"{result.file}\t{result.class_id}\t{result.class_name}\t{result.probability:.4f}")
+    if failed:
+        print(f"{failed} of {len(files)} files could not be scored.", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_build_module(args: argparse.Namespace) -> int:
@@ -123,6 +151,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "push a blessed model to the serving folder. Every flag can also be set in --config YAML.")
     add_config_flags(run)
     run.set_defaults(handler=cmd_run)
+
+    predict = commands.add_parser(
+        "predict", help="Classify images with the latest pushed model.",
+        description="Classify image files (or every file in the given folders) with the latest model pushed under "
+                    "the output folder. Prints file, class id, class name and probability per image; an "
+                    "unreadable image gets an error line and the others are still scored (exit code 1).")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="Image files or folders.")
+    predict.add_argument("--output", default=config_lib.DEFAULT_OUTPUT_DIR,
+                         help="Output folder of the run whose pushed model to use [default: %(default)s].")
+    predict.add_argument("--model-name", default=config_lib.PipelineConfig.model_name,
+                         help="Serving model name [default: %(default)s].")
+    predict.add_argument("--model", help="A SavedModel folder to use instead of the latest pushed one.")
+    predict.add_argument("--json", action="store_true",
+                         help="One JSON object per line: file, class_id, class_name, probability (or error).")
+    predict.set_defaults(handler=cmd_predict)
 
     build = commands.add_parser("build-module", help="Build the bundled EfficientNet-Lite0 Hub modules.",
                                 description="Build the EfficientNet-Lite0 TF Hub modules from the weights in the "

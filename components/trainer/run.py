@@ -45,6 +45,15 @@ def check_transform_matches_module(tft_output: tft.TFTransformOutput, module_pat
     return expected
 
 
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy across several visible GPUs (e.g. a Vertex/Kubeflow GPU node); the default otherwise."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        logging.info("Training on %d GPUs with MirroredStrategy.", len(gpus))
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains stage 1 (head on cached features) and stage 2 (fine-tuning), keeps the better, exports."""
     params = TrainingParams.from_custom_config(fn_args.custom_config or {})
@@ -62,31 +71,39 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     train, evaluation = split(fn_args.train_files, True), split(fn_args.eval_files, False)
     work_dir = tempfile.mkdtemp(prefix="hubtfx-trainer-")
     try:
-        head = model.build_head(len(class_names), params.dropout)
-        frozen = model.frozen_backbone(module_path)
-        stage1 = stages.train_head(train, evaluation, frozen, head, params, work_dir, fn_args.model_run_dir)
-        logging.info("Stage 1: eval accuracy %.4f, loss %.4f", stage1.eval_accuracy, stage1.eval_loss)
-        classifier, chosen, results = model.build_classifier(frozen, head, contract.image_size), stage1, [stage1]
-
-        if params.fine_tune_enabled:
-            backbone = model.fine_tunable_backbone(module_path, params.fine_tune_blocks)
-            tuned = model.build_classifier(backbone, head, contract.image_size)
-            snapshot = [w.numpy() for w in tuned.trainable_weights]
-            steps = -(-stage1.train_examples // params.batch_size)
-            stage2 = stages.fine_tune(train, evaluation, tuned, backbone.selected_variable_names, params, steps,
-                                      fn_args.model_run_dir)
-            logging.info("Stage 2: eval accuracy %.4f, loss %.4f", stage2.eval_accuracy, stage2.eval_loss)
-            results.append(stage2)
-            if stage2.better_than(stage1):
-                classifier, chosen = tuned, stage2
-            else:
-                for weight, value in zip(tuned.trainable_weights, snapshot):
-                    weight.assign(value)
-        logging.info("Keeping %s (eval accuracy %.4f).", chosen.name, chosen.eval_accuracy)
+        with distribution_strategy().scope():
+            classifier, results, chosen = train_both_stages(
+                train, evaluation, module_path, contract.image_size, len(class_names), params, work_dir,
+                fn_args.model_run_dir)
         write_history(fn_args.model_run_dir, results, chosen, class_names, module_path)
         export.export_serving_model(classifier, tft_output, class_names, fn_args.serving_model_dir)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def train_both_stages(train, evaluation, module_path, image_size, num_classes, params, work_dir, log_dir):
+    """Stage 1, then (if enabled) stage 2 from stage 1's head; returns the better classifier and both results."""
+    head = model.build_head(num_classes, params.dropout)
+    frozen = model.frozen_backbone(module_path)
+    stage1 = stages.train_head(train, evaluation, frozen, head, params, work_dir, log_dir)
+    logging.info("Stage 1: eval accuracy %.4f, loss %.4f", stage1.eval_accuracy, stage1.eval_loss)
+    if not params.fine_tune_enabled:
+        return model.build_classifier(frozen, head, image_size), [stage1], stage1
+
+    backbone = model.fine_tunable_backbone(module_path, params.fine_tune_blocks)
+    tuned = model.build_classifier(backbone, head, image_size)
+    stage1_weights = [w.numpy() for w in tuned.trainable_weights]
+    steps_per_epoch = -(-stage1.train_examples // params.batch_size)
+    stage2 = stages.fine_tune(train, evaluation, tuned, backbone.selected_variable_names, params, steps_per_epoch,
+                              log_dir)
+    logging.info("Stage 2: eval accuracy %.4f, loss %.4f", stage2.eval_accuracy, stage2.eval_loss)
+    if stage2.better_than(stage1):
+        logging.info("Keeping stage 2.")
+        return tuned, [stage1, stage2], stage2
+    logging.info("Stage 2 did not beat stage 1 on the eval split; keeping stage 1's weights.")
+    for weight, value in zip(tuned.trainable_weights, stage1_weights):
+        weight.assign(value)
+    return tuned, [stage1, stage2], stage1
 
 
 def write_history(model_run_dir: str, results, chosen, class_names, module_path) -> None:

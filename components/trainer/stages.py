@@ -8,6 +8,7 @@ BatchNorm in inference mode). The better stage by eval accuracy (then loss) is k
 import dataclasses
 import logging
 import os
+import time
 from typing import Dict, List, Optional
 
 import tensorflow as tf
@@ -17,6 +18,7 @@ from components.trainer import data, model
 from components.trainer.params import TrainingParams
 
 _SHUFFLE_BUFFER = 2048
+_FEATURE_LOG_EVERY = 256
 
 
 @dataclasses.dataclass
@@ -44,12 +46,21 @@ class ProgressLogger(tf_keras.callbacks.Callback):
         logging.info("[%s] epoch %d/%d %s", self._stage, epoch + 1, self._epochs, metrics)
 
 
-def _features_cache(images_and_labels: tf.data.Dataset, backbone, cache_file: str) -> tf.data.Dataset:
-    """(features, label) per example, computed on the first pass and read back from `cache_file` afterwards."""
-    return (images_and_labels
-            .map(lambda images, labels: (backbone(images, training=False), labels))
-            .unbatch()
-            .cache(cache_file))
+def cached_features(images_and_labels: tf.data.Dataset, backbone, cache_file: str, split: str):
+    """Runs the backbone once over the split, caching (features, label) per example in `cache_file`.
+
+    Returns the cached dataset (later passes read the file, not the backbone) and the example count.
+    """
+    features = (images_and_labels
+                .map(lambda images, labels: (backbone(images, training=False), labels))
+                .unbatch()
+                .cache(cache_file))
+    count, started = 0, time.monotonic()
+    for batch, _ in features.batch(_FEATURE_LOG_EVERY):
+        count += int(batch.shape[0])
+        logging.info("[stage 1] %s features: %d images (%.1f images/s)", split, count,
+                     count / max(time.monotonic() - started, 1e-9))
+    return features, count
 
 
 def _history(keras_history) -> Dict[str, List[float]]:
@@ -59,9 +70,9 @@ def _history(keras_history) -> Dict[str, List[float]]:
 def train_head(train: tf.data.Dataset, evaluation: tf.data.Dataset, backbone, head: tf_keras.Model,
                params: TrainingParams, work_dir: str, log_dir: str) -> StageResult:
     """Stage 1: frozen backbone, features cached once, head trained with early stopping on eval loss."""
-    train_features = _features_cache(train, backbone, os.path.join(work_dir, "train_features"))
-    eval_features = _features_cache(evaluation, backbone, os.path.join(work_dir, "eval_features")).batch(
-        params.batch_size)
+    train_features, train_examples = cached_features(train, backbone, os.path.join(work_dir, "train"), "train")
+    eval_features, _ = cached_features(evaluation, backbone, os.path.join(work_dir, "eval"), "eval")
+    eval_features = eval_features.batch(params.batch_size)
     train_batches = train_features.shuffle(_SHUFFLE_BUFFER, seed=params.seed).batch(params.batch_size)
 
     model.compile_classifier(head, params.stage1_learning_rate)
@@ -78,7 +89,6 @@ def train_head(train: tf.data.Dataset, evaluation: tf.data.Dataset, backbone, he
         ],
     )
     loss, accuracy = head.evaluate(eval_features, verbose=0)
-    train_examples = int(train_features.reduce(0, lambda count, _: count + 1))  # reads the cache, no backbone
     return StageResult("stage1", _history(history), float(loss), float(accuracy), train_examples=train_examples)
 
 

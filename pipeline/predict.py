@@ -1,0 +1,92 @@
+"""`hubtfx predict`: score image files with the latest model pushed to a serving folder."""
+import dataclasses
+import os
+from typing import Iterable, List, Optional
+
+import tensorflow as tf
+
+from pipeline.config import ConfigError
+
+BATCH_SIZE = 16
+
+
+@dataclasses.dataclass
+class Prediction:
+    file: str
+    class_id: Optional[int] = None
+    class_name: Optional[str] = None
+    probability: Optional[float] = None
+    error: Optional[str] = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+def latest_version_dir(model_base_dir: str) -> str:
+    """The highest numeric version folder under <serving_dir>/<model_name>/ (TF Serving's choice too)."""
+    versions = [d for d in tf.io.gfile.listdir(model_base_dir) if d.rstrip("/").isdigit()] \
+        if tf.io.gfile.isdir(model_base_dir) else []
+    if not versions:
+        raise ConfigError(f"No pushed model under {model_base_dir}. Run `hubtfx run` first (with the same "
+                          "--output), or pass the --output folder of an earlier run.")
+    return os.path.join(model_base_dir, max(versions, key=lambda d: int(d.rstrip("/"))).rstrip("/"))
+
+
+def list_images(paths: Iterable[str]) -> List[str]:
+    """Files as given, and every non-hidden file below each folder, in a stable order."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            for folder, subfolders, names in os.walk(path):
+                subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+                files += [os.path.join(folder, n) for n in sorted(names) if not n.startswith(".")]
+        else:
+            files.append(path)
+    return files
+
+
+def _read(path: str):
+    try:
+        with open(path, "rb") as f:
+            return f.read(), None
+    except OSError as e:
+        return None, f"cannot read the file: {e.strerror}"
+
+
+def _score(signature, files: List[str], contents: List[bytes]) -> List[Prediction]:
+    outputs = signature(image_bytes=tf.constant(contents))
+    return [Prediction(file=f, class_id=int(c), class_name=n.decode("utf-8"), probability=float(p[int(c)]))
+            for f, c, n, p in zip(files, outputs["class_id"].numpy(), outputs["class_name"].numpy(),
+                                  outputs["probabilities"].numpy())]
+
+
+def _score_each(signature, files: List[str], contents: List[bytes]) -> List[Prediction]:
+    """Scores images one at a time so one undecodable image costs only its own result."""
+    results = []
+    for file, content in zip(files, contents):
+        try:
+            results += _score(signature, [file], [content])
+        except tf.errors.InvalidArgumentError as e:
+            results.append(Prediction(file=file, error=f"not a decodable image ({e.message.splitlines()[0]})"))
+    return results
+
+
+def predict_files(model_dir: str, files: List[str]) -> List[Prediction]:
+    """One Prediction per file, in order; unreadable or undecodable files get an `error` instead of a class."""
+    signature = tf.saved_model.load(model_dir).signatures["serving_bytes"]
+    results = {}
+    readable = []
+    for file in files:
+        content, error = _read(file)
+        if error:
+            results[file] = Prediction(file=file, error=error)
+        else:
+            readable.append((file, content))
+    for start in range(0, len(readable), BATCH_SIZE):
+        batch_files, batch_contents = map(list, zip(*readable[start:start + BATCH_SIZE]))
+        try:
+            scored = _score(signature, batch_files, batch_contents)
+        except tf.errors.InvalidArgumentError:
+            scored = _score_each(signature, batch_files, batch_contents)
+        results.update({p.file: p for p in scored})
+    return [results[f] for f in files]

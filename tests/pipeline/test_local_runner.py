@@ -1,0 +1,87 @@
+"""End to end: the real local pipeline (LocalDagRunner, Beam, TFT, TFMA, SQLite MLMD) on tiny generated data."""
+import dataclasses
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ml_metadata.metadata_store import metadata_store
+
+from pipeline import local_runner, module_resolution
+from pipeline.config import PipelineConfig
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_module, sample_root):
+    """One full run on a private copy of the tiny module, which is deleted afterwards (self-containment)."""
+    work = tmp_path_factory.mktemp("run")
+    module_copy = str(work / "module")
+    shutil.copytree(tiny_module, module_copy)
+    config = PipelineConfig(data_root=sample_root, output_dir=str(work / "out"), hub_handle=module_copy,
+                            stage1_epochs=3, stage2_epochs=1, accuracy_threshold=0.0, batch_size=8)
+    config = module_resolution.resolve(config)
+    summary = local_runner.run_local(config)
+    shutil.rmtree(module_copy)
+    return config, summary
+
+
+def _example(image_bytes: bytes) -> bytes:
+    feature = {"image_raw": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_bytes]))}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def test_model_is_blessed_and_pushed_in_the_serving_layout(finished_run):
+    config, summary = finished_run
+    assert summary.blessed and summary.pushed
+    assert summary.files_seen == summary.examples_written == 40
+    assert os.path.dirname(summary.pushed_path) == config.push_base_dir
+    assert os.path.basename(summary.pushed_path).isdigit()
+    assert os.path.isfile(os.path.join(summary.pushed_path, "saved_model.pb"))
+    assert summary.eval_accuracy is not None and 0.0 <= summary.eval_accuracy <= 1.0
+    assert set(summary.stage_accuracy) == {"stage1", "stage2"}
+    assert "pushed to" in summary.render()
+
+
+def test_pushed_model_classifies_raw_examples_and_bytes_identically(finished_run, sample_root):
+    _, summary = finished_run
+    model = tf.saved_model.load(summary.pushed_path)  # the Hub module's folder is gone by now
+    files = sorted(glob.glob(os.path.join(sample_root, "*", "*")))
+    picked = [next(f for f in files if f.endswith(".png")), next(f for f in files if f.endswith(".jpg"))]
+    raw = [open(f, "rb").read() for f in picked]
+    by_example = model.signatures["serving_default"](examples=tf.constant([_example(r) for r in raw]))
+    by_bytes = model.signatures["serving_bytes"](image_bytes=tf.constant(raw))
+    probabilities = by_example["probabilities"].numpy()
+    assert probabilities.shape == (2, 5)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(probabilities, by_bytes["probabilities"].numpy(), rtol=1e-6, atol=1e-7)
+    names = sorted(os.listdir(sample_root))
+    assert [n.decode() for n in by_example["class_name"].numpy()] == [
+        names[i] for i in by_example["class_id"].numpy()]
+
+
+def test_lineage_names_the_module_and_both_stage_curves_are_recorded(finished_run):
+    config, _ = finished_run
+    store = metadata_store.MetadataStore(local_runner.metadata_connection_config(config))
+    imported = [a for a in store.get_artifacts_by_type("Model") if "sha256" in a.custom_properties]
+    assert imported and imported[0].custom_properties["sha256"].string_value == config.module_sha256
+    model_run = store.get_artifacts_by_type("ModelRun")[-1]
+    history = json.load(open(os.path.join(model_run.uri, "training_history.json")))
+    assert set(history["stages"]) == {"stage1", "stage2"}
+    assert history["stages"]["stage2"]["unfrozen_variables"]
+    assert len(history["stages"]["stage1"]["history"]["loss"]) >= 1
+    assert glob.glob(os.path.join(model_run.uri, "stage1", "**", "events.out.tfevents.*"), recursive=True)
+
+
+def test_a_second_run_with_nothing_changed_reuses_the_cache(finished_run, tiny_module):
+    config, first = finished_run
+    config = dataclasses.replace(config, module_path="")
+    config = module_resolution.resolve(dataclasses.replace(config, hub_handle=tiny_module))
+    store = metadata_store.MetadataStore(local_runner.metadata_connection_config(config))
+    executions_before = len(store.get_executions())
+    local_runner.run_local(config)
+    new = store.get_executions()[executions_before:]
+    cached = [e for e in new if e.last_known_state == e.CACHED]
+    assert len(cached) >= 3, "ExampleGen, StatisticsGen and Transform should come from the cache"
