@@ -1,5 +1,6 @@
 """Shared fixtures. TF_USE_LEGACY_KERAS must be set before TensorFlow is imported anywhere."""
 import os
+import shutil
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -21,3 +22,20 @@ def sample_root(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("data") / "images")
     sample_data.generate_dataset(root, images_per_class=8, seed=1)
     return root
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, tiny_module, sample_root):
+    """One full local pipeline run on a private copy of the tiny module, deleted afterwards (the pushed model
+    must not need it). Returns (resolved config, RunSummary)."""
+    from pipeline import local_runner, module_resolution
+    from pipeline.config import PipelineConfig
+    work = tmp_path_factory.mktemp("run")
+    module_copy = str(work / "module")
+    shutil.copytree(tiny_module, module_copy)
+    config = PipelineConfig(data_root=sample_root, output_dir=str(work / "out"), hub_handle=module_copy,
+                            stage1_epochs=3, stage2_epochs=1, accuracy_threshold=0.0, batch_size=8)
+    config = module_resolution.resolve(config)
+    summary = local_runner.run_local(config)
+    shutil.rmtree(module_copy)
+    return config, summary

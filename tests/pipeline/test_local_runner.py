@@ -1,31 +1,22 @@
 """End to end: the real local pipeline (LocalDagRunner, Beam, TFT, TFMA, SQLite MLMD) on tiny generated data."""
 import dataclasses
 import glob
+import io
 import json
 import os
-import shutil
 
 import numpy as np
-import pytest
 import tensorflow as tf
+from PIL import Image
 from ml_metadata.metadata_store import metadata_store
 
 from pipeline import local_runner, module_resolution
-from pipeline.config import PipelineConfig
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, tiny_module, sample_root):
-    """One full run on a private copy of the tiny module, which is deleted afterwards (self-containment)."""
-    work = tmp_path_factory.mktemp("run")
-    module_copy = str(work / "module")
-    shutil.copytree(tiny_module, module_copy)
-    config = PipelineConfig(data_root=sample_root, output_dir=str(work / "out"), hub_handle=module_copy,
-                            stage1_epochs=3, stage2_epochs=1, accuracy_threshold=0.0, batch_size=8)
-    config = module_resolution.resolve(config)
-    summary = local_runner.run_local(config)
-    shutil.rmtree(module_copy)
-    return config, summary
+def _grayscale_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70), dtype=np.uint8), "L").save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def _example(image_bytes: bytes) -> bytes:
@@ -50,11 +41,11 @@ def test_pushed_model_classifies_raw_examples_and_bytes_identically(finished_run
     model = tf.saved_model.load(summary.pushed_path)  # the Hub module's folder is gone by now
     files = sorted(glob.glob(os.path.join(sample_root, "*", "*")))
     picked = [next(f for f in files if f.endswith(".png")), next(f for f in files if f.endswith(".jpg"))]
-    raw = [open(f, "rb").read() for f in picked]
+    raw = [open(f, "rb").read() for f in picked] + [_grayscale_png()]
     by_example = model.signatures["serving_default"](examples=tf.constant([_example(r) for r in raw]))
     by_bytes = model.signatures["serving_bytes"](image_bytes=tf.constant(raw))
     probabilities = by_example["probabilities"].numpy()
-    assert probabilities.shape == (2, 5)
+    assert probabilities.shape == (3, 5)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(probabilities, by_bytes["probabilities"].numpy(), rtol=1e-6, atol=1e-7)
     names = sorted(os.listdir(sample_root))

