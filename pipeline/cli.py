@@ -1,7 +1,10 @@
 """The `hubtfx` command line.
 
-Exit codes: 0 success (for `run`: a model was pushed), 1 unexpected failure, 2 bad usage, configuration or data
-(the message says what to fix), 3 `run` finished but the model was not blessed, so nothing was pushed.
+Exit codes: 0 success (for `run`: a model was pushed or is already served), 1 unexpected failure, 2 bad usage,
+configuration or data, including data anomalies that stopped a run before training, a diverged training loss
+(lower the learning rate) and an output folder that is unwritable or in use by another run (the message says what
+to fix), 3 `run`/`retrain` trained a model that was not blessed, so serving is unchanged. `retrain` only: 0 also
+means no new span, 4 a new model was pushed.
 """
 import argparse
 import dataclasses
@@ -12,9 +15,11 @@ import traceback
 import warnings
 from typing import List, Optional
 
+from absl import logging as absl_logging
+
 from pipeline import config as config_lib
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_BLESSED = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_BLESSED, EXIT_PUSHED = 0, 1, 2, 3, 4
 
 _GROUP_TITLES = {
     "data": "data", "module": "backbone module", "training": "training", "evaluation": "evaluation",
@@ -57,6 +62,9 @@ def configure_logging(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     if verbose:
         return
+    # absl's verbosity must be INFO explicitly: TF's SavedModel export sets it to FATAL and "restores" it to
+    # absl's default (WARNING), which would silence TFX's component progress lines for the rest of the run.
+    absl_logging.set_verbosity(absl_logging.INFO)
     logging.getLogger("absl").addFilter(_ComponentProgressFilter())
     for noisy in ("apache_beam", "tensorflow", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -82,20 +90,37 @@ class _ComponentProgressFilter(logging.Filter):
 # ---------------------------------------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline import local_runner, module_resolution, sample_data  # pylint: disable=import-outside-toplevel
+    from pipeline import output_folder  # pylint: disable=import-outside-toplevel
     from components.example_gen import layout  # pylint: disable=import-outside-toplevel
 
     config = config_from_args(args)
+    output_folder.check_writable(config.output_dir)
     if not config.data_root and not os.path.isdir(config.resolved_data_root):
         print(f"Generating the sample dataset in {config.resolved_data_root} ...", flush=True)
         sample_data.generate_dataset(config.resolved_data_root, images_per_class=config.sample_images_per_class)
     found = layout.scan_layout(config.resolved_data_root, use_spans=config.use_spans)
-    print(f"Data: {found}", flush=True)
+    span = f" (span {found.span})" if found.span is not None else ""
+    counts = ", ".join(f"{name} {count}" for name, count in found.file_counts.items())
+    print(f"Data: {found.num_files} files in {len(found.class_names)} classes under {found.root}{span}: {counts}",
+          flush=True)
     print("Resolving the backbone module (built on first use, takes a few seconds) ...", flush=True)
     config = module_resolution.resolve(config)
     print(f"Module: {config.module_path} (input {config.image_size[0]}x{config.image_size[1]})", flush=True)
     summary = local_runner.run_local(config)
     print(summary.render(), flush=True)
-    return EXIT_OK if summary.pushed else EXIT_NOT_BLESSED
+    return EXIT_OK if summary.pushed or summary.push_skipped_reason else EXIT_NOT_BLESSED
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from pipeline import local_runner, module_resolution, retrain  # pylint: disable=import-outside-toplevel
+    args.use_spans = True  # retraining is over spans; set before validation, which checks span_window against it
+    config = config_from_args(args)
+    result = retrain.retrain(config, run=local_runner.run_local, resolve=module_resolution.resolve)
+    if result.summary is not None:
+        print(result.summary.render(), flush=True)
+    print(f"hubtfx retrain: {result.message}", flush=True)
+    return {retrain.Outcome.PUSHED: EXIT_PUSHED, retrain.Outcome.NOT_BLESSED: EXIT_NOT_BLESSED}.get(
+        result.outcome, EXIT_OK)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -140,7 +165,8 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hubtfx", description="Transfer learning with TensorFlow Hub image modules, as a TFX pipeline.",
-        epilog="Exit codes: 0 ok/pushed, 1 unexpected failure, 2 usage/config/data error, 3 not blessed.")
+        epilog="Exit codes: 0 ok/pushed, 1 unexpected failure, 2 usage/config/data error, 3 not blessed "
+               "(retrain: 4 pushed; see `hubtfx retrain --help`).")
     parser.add_argument("--verbose", action="store_true", help="Show TFX, Beam and TensorFlow logs.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -151,6 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "push a blessed model to the serving folder. Every flag can also be set in --config YAML.")
     add_config_flags(run)
     run.set_defaults(handler=cmd_run)
+
+    retrain = commands.add_parser(
+        "retrain", help="Scheduled retraining: run the pipeline once if a new span-<N> folder has arrived.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="One retraining step for cron or a CI schedule. If --data-root has a span-<N> folder newer "
+                    "than the last one processed\n(recorded in <output>/retrain_state.json), run the pipeline on "
+                    "it (--span-window N trains on the last N spans,\n--warm-start starts from the served model's "
+                    "head); otherwise exit 0 at once. Only one retrain runs per output folder.",
+        epilog="Exit codes: 0 nothing new (or the new model equals the served one), 1 unexpected failure (retried "
+               "on the next run),\n2 bad config or data: data anomalies stopped the run before training, "
+               "3 trained but not blessed (serving unchanged),\n4 a new model was pushed.\n"
+               "cron: 0 * * * * cd /srv/hubtfx && .venv/bin/hubtfx retrain --config retrain.yaml >> retrain.log 2>&1")
+    add_config_flags(retrain)
+    retrain.set_defaults(handler=cmd_retrain)
 
     predict = commands.add_parser(
         "predict", help="Classify images with the latest pushed model.",
@@ -182,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--spans", type=int, default=None, help="Write span-1 .. span-N folders.")
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(handler=cmd_sample_data)
+
+    from kubeflow import cli as kubeflow_cli  # pylint: disable=import-outside-toplevel
+    kubeflow_cli.add_commands(commands)
     return parser
 
 
@@ -189,7 +232,10 @@ def _expected_errors():
     from components.example_gen.layout import DataLayoutError  # pylint: disable=import-outside-toplevel
     from pipeline.hub_modules.contract import ContractError  # pylint: disable=import-outside-toplevel
     from pipeline.hub_modules.vetting import UnsafeModuleError  # pylint: disable=import-outside-toplevel
-    return (config_lib.ConfigError, DataLayoutError, ContractError, UnsafeModuleError)
+    from components.gate.anomalies import DataAnomaliesError  # pylint: disable=import-outside-toplevel
+    from components.trainer.stages import TrainingDivergedError  # pylint: disable=import-outside-toplevel
+    return (config_lib.ConfigError, DataLayoutError, ContractError, UnsafeModuleError, DataAnomaliesError,
+            TrainingDivergedError)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -204,19 +250,26 @@ def main(argv: Optional[List[str]] = None) -> int:
         if isinstance(e, _expected_errors()):
             print(f"hubtfx: error: {e}", file=sys.stderr)
             return EXIT_USAGE
-        log_path = _write_traceback(getattr(args, "output_dir", None))
-        print(f"hubtfx: failed: {type(e).__name__}: {e}\nThe full traceback is in {log_path}; rerun with --verbose "
+        where = _write_traceback(getattr(args, "output_dir", None))
+        print(f"hubtfx: failed: {type(e).__name__}: {e}\nThe full traceback is {where}; rerun with --verbose "
               "for the pipeline's logs.", file=sys.stderr)
         return EXIT_FAILED
 
 
 def _write_traceback(output_dir: Optional[str]) -> str:
-    folder = output_dir or config_lib.DEFAULT_OUTPUT_DIR
-    os.makedirs(folder, exist_ok=True)
+    """Where the traceback went: a file in the output folder, or stderr when that folder cannot be written
+    (e.g. the disk filled up), so the original error is never hidden by a second one."""
+    # A remote output (gs://...) is not a local folder: keep the traceback beside the user instead.
+    folder = output_dir if output_dir and "://" not in output_dir else config_lib.DEFAULT_OUTPUT_DIR
     path = os.path.join(folder, "last_error.log")
-    with open(path, "w", encoding="utf-8") as f:
-        traceback.print_exc(file=f)
-    return path
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            traceback.print_exc(file=f)
+        return f"in {path}"
+    except OSError as write_error:
+        traceback.print_exc(file=sys.stderr)
+        return f"above ({path} could not be written: {write_error.strerror})"
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ class PipelineConfig:
     data_root: str = _field("", "Image folder (<root>/<class>/*.jpg|png, or <root>/span-N/<class>/...). "
                                 "Default: sample data generated under the output folder.", "data")
     use_spans: bool = _field(False, "Read span-<N> sub-folders and train on the latest span.", "data")
+    span_window: int = _field(1, "With use_spans: train on the last N ingested spans (1: the latest only). "
+                                 "Models are always evaluated on the latest span.", "data")
     eval_percent: int = _field(20, "Percent of images held out for evaluation (split by hash of path).", "data")
     sample_images_per_class: int = _field(30, "Images per class when generating the sample data.", "data")
 
@@ -46,9 +48,10 @@ class PipelineConfig:
     # --- training ---
     batch_size: int = _field(16, "Batch size of both training stages.", "training")
     dropout: float = _field(0.2, "Dropout rate before the new classification head.", "training")
-    stage1_epochs: int = _field(10, "Maximum head-training epochs on frozen backbone features.", "training")
+    stage1_epochs: int = _field(30, "Maximum head-training epochs on frozen backbone features (cheap: the "
+                                    "features are computed once).", "training")
     stage1_learning_rate: float = _field(1e-3, "Learning rate of stage 1 (head only).", "training")
-    early_stopping_patience: int = _field(3, "Stage-1 epochs without eval-loss improvement before stopping.",
+    early_stopping_patience: int = _field(5, "Stage-1 epochs without eval-loss improvement before stopping.",
                                           "training")
     fine_tune_blocks: str = _field("2", "Stage 2: number of top backbone blocks to unfreeze; 0 skips stage 2, "
                                         "'all' unfreezes the whole backbone.", "training")
@@ -57,6 +60,9 @@ class PipelineConfig:
         None, "Peak learning rate of stage 2. Default: stage1_learning_rate / 10.", "training")
     augment: bool = _field(True, "Random flip and crop during stage 2 only.", "training")
     seed: int = _field(0, "Random seed of the training stages.", "training")
+    warm_start: bool = _field(False, "Start the new head from the last pushed model's head when its classes and "
+                                     "backbone feature size match (otherwise train it from scratch).",
+                              "training")
 
     # --- evaluation ---
     accuracy_threshold: float = _field(0.5, "Minimum eval accuracy for a model to be blessed and pushed.",
@@ -73,10 +79,34 @@ class PipelineConfig:
     serving_dir: str = _field("", "TF Serving model base folder. Default: <output_dir>/serving.", "output")
     metadata_path: str = _field("", "SQLite ML Metadata file. Default: <output_dir>/metadata.sqlite.", "output")
 
+    # --- cluster (hubtfx compile / schedule; `run` ignores these) ---
+    image: str = _field("", "Container image every cluster step runs (built from kubeflow/Dockerfile), e.g. "
+                            "us-docker.pkg.dev/PROJECT/REPO/hubtfx:1. Required by compile and schedule.", "cluster")
+    gcp_project: str = _field("", "Google Cloud project for Vertex AI Pipelines and Dataflow.", "cluster")
+    gcp_region: str = _field("us-central1", "Google Cloud region for Vertex AI Pipelines and Dataflow.", "cluster")
+    dataflow_temp_location: str = _field("", "gs:// folder for Dataflow's temporary files. "
+                                             "Default: <output_dir>/tmp/dataflow.", "cluster")
+    dataflow_machine_type: str = _field("n1-standard-4", "Machine type of Dataflow workers (--target vertex).",
+                                        "cluster")
+    dataflow_max_workers: int = _field(4, "Maximum number of Dataflow workers per Beam step (--target vertex).",
+                                       "cluster")
+    trainer_gpu_type: str = _field(
+        "", "Trainer GPU: a Vertex AI accelerator (NVIDIA_TESLA_T4, NVIDIA_L4, NVIDIA_TESLA_V100, "
+            "NVIDIA_TESLA_A100, ...) for --target vertex, a Kubernetes resource name (nvidia.com/gpu) for "
+            "--target kubeflow. Default: NVIDIA_TESLA_T4 / nvidia.com/gpu.", "cluster")
+    trainer_gpu_count: int = _field(1, "GPUs for the Trainer; 0 trains on CPU.", "cluster")
+    trainer_cpu: float = _field(8.0, "vCPUs for the Trainer (Vertex picks the smallest machine type that fits).",
+                                "cluster")
+    trainer_memory_gb: float = _field(30.0, "Memory in GB for the Trainer.", "cluster")
+
     # Filled by pipeline.module_resolution, not by users: the resolved module, its identity and contract.
     module_path: str = dataclasses.field(default="", metadata={"internal": True})
     module_sha256: str = dataclasses.field(default="", metadata={"internal": True})
     value_range: Tuple[float, float] = dataclasses.field(default=(0.0, 1.0), metadata={"internal": True})
+    # Filled by pipeline.local_runner.with_warm_start when warm_start is set: the served version's folder.
+    warm_start_from: str = dataclasses.field(default="", metadata={"internal": True})
+    # Filled by the Kubeflow runner: the curated schema's path inside the container image.
+    schema_path: str = dataclasses.field(default="", metadata={"internal": True})
 
     # ------------------------------------------------------------------ derived paths
     @property
@@ -122,8 +152,19 @@ class PipelineConfig:
         if not 0 <= self.accuracy_threshold <= 1:
             raise ConfigError(f"accuracy_threshold must be in [0, 1], got {self.accuracy_threshold}.")
         parse_fine_tune_blocks(self.fine_tune_blocks)
+        if self.span_window < 1:
+            raise ConfigError(f"span_window must be at least 1, got {self.span_window}.")
+        if self.span_window > 1 and not self.use_spans:
+            raise ConfigError(f"span_window {self.span_window} needs use_spans (data laid out as span-<N> folders).")
         if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 1):
             raise ConfigError(f"image_size must be two positive integers (height,width), got {self.image_size}.")
+        if self.dataflow_max_workers < 1:
+            raise ConfigError(f"dataflow_max_workers must be at least 1, got {self.dataflow_max_workers}.")
+        if self.trainer_gpu_count < 0:
+            raise ConfigError(f"trainer_gpu_count must be 0 or more, got {self.trainer_gpu_count}.")
+        if self.trainer_cpu <= 0 or self.trainer_memory_gb <= 0:
+            raise ConfigError(f"trainer_cpu and trainer_memory_gb must be positive, got {self.trainer_cpu} and "
+                              f"{self.trainer_memory_gb}.")
         return self
 
     # ------------------------------------------------------------------ parameters handed to user code
@@ -140,6 +181,7 @@ class PipelineConfig:
             "stage2_learning_rate": self.effective_stage2_learning_rate,
             "augment": self.augment,
             "seed": self.seed,
+            "warm_start_from": self.warm_start_from,
         }
 
     @property

@@ -3,13 +3,17 @@
 Pure composition: every value comes from the (resolved) config; nothing here reads data or talks to services.
 """
 import hashlib
+import json
 import os
-from typing import List
+from typing import Dict, List
 
+from google.protobuf import json_format
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from components.example_gen.component import ImageFolderExampleGen
+from components.gate.component import AnomalyGate
+from components.pusher.component import AtomicPusher
 from pipeline.config import PipelineConfig
 import components.trainer
 import components.transform
@@ -39,15 +43,24 @@ def source_fingerprint(*packages) -> str:
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """Accuracy must reach the threshold and must not drop below the latest blessed model's."""
+    """Accuracy must reach the threshold and must not drop below the latest blessed model's.
+
+    Per-class precision and recall come from the confusion matrix (see `pipeline.eval_results`): TFMA's
+    per-class metrics need the class ids when the pipeline is built, but the classes are only known once
+    ExampleGen has read the data.
+    """
+    # On the overall slice only: a plain `threshold` would also gate every per-class slice, so one weak class
+    # would block a model whose overall accuracy passes.
     accuracy = tfma.MetricConfig(
         class_name="SparseCategoricalAccuracy",
-        threshold=tfma.MetricThreshold(
-            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.accuracy_threshold}),
-            change_threshold=tfma.GenericChangeThreshold(
-                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                absolute={"value": -config.max_accuracy_drop - 1e-9}),
-        ),
+        per_slice_thresholds=[tfma.PerSliceMetricThreshold(
+            slicing_specs=[tfma.SlicingSpec()],
+            threshold=tfma.MetricThreshold(
+                value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.accuracy_threshold}),
+                change_threshold=tfma.GenericChangeThreshold(
+                    direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                    absolute={"value": -config.max_accuracy_drop - 1e-9}),
+            ))],
     )
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(label_key="label", prediction_key="probabilities",
@@ -57,22 +70,67 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
             accuracy,
             tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
             tfma.MetricConfig(class_name="ExampleCount"),
+            # Threshold 0: every example counts for its top-scoring class, as `class_id` in serving does.
+            tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot", config='"thresholds": [0.0]'),
         ])],
     )
 
 
-def create_components(config: PipelineConfig) -> List:
-    """The component list, in dependency order."""
+def trainer_custom_config(config: PipelineConfig) -> Dict:
+    return {**config.training_params(), "code": source_fingerprint(components.trainer, components.transform)}
+
+
+def runtime_parameter_values(config: PipelineConfig) -> Dict[str, str]:
+    """What a cluster run may change without recompiling, as the text each component receives.
+
+    The Trainer's custom_config and the Evaluator's eval_config are one JSON parameter each: TFX substitutes a
+    RuntimeParameter only as a whole property value, never inside a dict or proto, and both components decode
+    JSON text (so run_fn still gets a dict). range_config selects a span; empty means the latest span.
+    """
+    values = {
+        "data_root": config.resolved_data_root,
+        "training_config": json.dumps(trainer_custom_config(config), sort_keys=True),
+        "eval_config": json_format.MessageToJson(eval_config(config), sort_keys=True, indent=None,
+                                                 preserving_proto_field_name=True),
+    }
+    if config.use_spans:
+        values["range_config"] = ""
+    return values
+
+
+def runtime_parameters(config: PipelineConfig) -> Dict[str, tfx.dsl.experimental.RuntimeParameter]:
+    return {name: tfx.dsl.experimental.RuntimeParameter(name=name, ptype=str, default=value)
+            for name, value in runtime_parameter_values(config).items()}
+
+
+def span_window_resolver(config: PipelineConfig, examples: tfx.dsl.Channel) -> tfx.dsl.Resolver:
+    """The Examples of the last `span_window` ingested spans (ExampleGen ingests one span per run)."""
+    window = tfx.proto.RangeConfig(rolling_range=tfx.proto.RollingRange(num_spans=config.span_window))
+    return tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
+                            config={"range_config": window}, examples=examples).with_id("span_window_resolver")
+
+
+def create_components(config: PipelineConfig, with_runtime_parameters: bool = False) -> List:
+    """The component list, in dependency order.
+
+    with_runtime_parameters: the values of `runtime_parameter_values` become runtime parameters (for the
+    Kubeflow/Vertex runner) instead of constants; their defaults are the config's values.
+    """
     if not (config.module_path and config.module_sha256 and config.image_size):
         raise ValueError("create_pipeline needs a resolved config: call pipeline.module_resolution.resolve first.")
+    parameters = runtime_parameters(config) if with_runtime_parameters else {}
 
     example_gen = ImageFolderExampleGen(
-        input_base=config.resolved_data_root, use_spans=config.use_spans, eval_percent=config.eval_percent,
-        label_map_path=config.label_map_path)
+        input_base=parameters.get("data_root", config.resolved_data_root), use_spans=config.use_spans,
+        eval_percent=config.eval_percent, label_map_path=config.label_map_path,
+        range_config=parameters.get("range_config"))
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=CURATED_SCHEMA)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path or CURATED_SCHEMA)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"])
+    span_window = span_window_resolver(config, example_gen.outputs["examples"]) if config.span_window > 1 else None
+    training_examples = span_window.outputs["examples"] if span_window else example_gen.outputs["examples"]
 
     # The Hub module is a tracked input: its lineage (handle and content hash) is recorded in ML Metadata.
     hub_module = tfx.dsl.Importer(
@@ -81,7 +139,7 @@ def create_components(config: PipelineConfig) -> List:
     ).with_id("hub_module")
 
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
+        examples=training_examples,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         materialize=False,
@@ -89,16 +147,17 @@ def create_components(config: PipelineConfig) -> List:
         custom_config={"image_size": list(config.image_size), "value_range": list(config.value_range),
                        "code": source_fingerprint(components.transform)},
     )
+    # Nothing trains on data with anomalies: the Trainer needs Transform's output, Transform waits for the gate.
+    transform.add_upstream_node(anomaly_gate)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
-        examples=example_gen.outputs["examples"],
+        examples=training_examples,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         base_model=hub_module.outputs["result"],
         train_args=tfx.proto.TrainArgs(),
         eval_args=tfx.proto.EvalArgs(),
-        custom_config={**config.training_params(),
-                       "code": source_fingerprint(components.trainer, components.transform)},
+        custom_config=parameters.get("training_config", trainer_custom_config(config)),
     )
     baseline_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -109,24 +168,25 @@ def create_components(config: PipelineConfig) -> List:
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
-        eval_config=eval_config(config),
+        eval_config=parameters.get("eval_config", eval_config(config)),
     )
-    pusher = tfx.components.Pusher(
+    pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push_base_dir)),
     )
-    return [example_gen, statistics_gen, schema_gen, example_validator, hub_module, transform, trainer,
-            baseline_resolver, evaluator, pusher]
+    return [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
+            *([span_window] if span_window else []), hub_module, transform, trainer, baseline_resolver,
+            evaluator, pusher]
 
 
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
-                    beam_pipeline_args=None) -> tfx.dsl.Pipeline:
+                    beam_pipeline_args=None, with_runtime_parameters: bool = False) -> tfx.dsl.Pipeline:
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=create_components(config),
+        components=create_components(config, with_runtime_parameters),
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [],

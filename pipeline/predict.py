@@ -54,14 +54,18 @@ def _read(path: str):
 
 
 def _score(signature, files: List[str], contents: List[bytes]) -> List[Prediction]:
+    """The model's verdict per file: a class, or the `error` the model gave for an image it could not score."""
     outputs = signature(image_bytes=tf.constant(contents))
-    return [Prediction(file=f, class_id=int(c), class_name=n.decode("utf-8"), probability=float(p[int(c)]))
-            for f, c, n, p in zip(files, outputs["class_id"].numpy(), outputs["class_name"].numpy(),
-                                  outputs["probabilities"].numpy())]
+    errors = outputs["error"].numpy() if "error" in outputs else [b""] * len(files)
+    return [Prediction(file=f, error=e.decode("utf-8")) if e else
+            Prediction(file=f, class_id=int(c), class_name=n.decode("utf-8"), probability=float(p[int(c)]))
+            for f, c, n, p, e in zip(files, outputs["class_id"].numpy(), outputs["class_name"].numpy(),
+                                     outputs["probabilities"].numpy(), errors)]
 
 
 def _score_each(signature, files: List[str], contents: List[bytes]) -> List[Prediction]:
-    """Scores images one at a time so one undecodable image costs only its own result."""
+    """Scores images one at a time so one undecodable image costs only its own result (for models exported
+    before `serving_bytes` had its per-image `error` output, which fail the whole batch instead)."""
     results = []
     for file, content in zip(files, contents):
         try:

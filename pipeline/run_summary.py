@@ -25,6 +25,16 @@ class RunSummary:
     pushed: bool = False
     pushed_path: str = ""
     accuracy_threshold: float = 0.0
+    # Set when a blessed model was not pushed because the served latest version is the same model.
+    push_skipped_reason: str = ""
+    report_path: str = ""  # the HTML run report, when it could be written
+
+    def serving_outcome(self) -> str:
+        if self.pushed:
+            return f"pushed to {self.pushed_path}"
+        if self.push_skipped_reason:
+            return f"not pushed again: {self.push_skipped_reason}"
+        return "nothing pushed"
 
     def render(self) -> str:
         lines = ["", "hubtfx run summary",
@@ -41,11 +51,13 @@ class RunSummary:
             verdict = "BLESSED" if self.blessed else "NOT blessed"
             lines.append(f"  evaluation  accuracy {self.eval_accuracy:.3f} (threshold {self.accuracy_threshold:.2f}): "
                          f"{verdict}")
-        lines.append(f"  serving     {'pushed to ' + self.pushed_path if self.pushed else 'nothing pushed'}")
+        lines.append(f"  serving     {self.serving_outcome()}")
+        if self.report_path:
+            lines.append(f"  report      {self.report_path}")
         return "\n".join(lines)
 
 
-def _latest_artifacts(store, pipeline_name: str) -> Dict[str, object]:
+def latest_artifacts(store, pipeline_name: str) -> Dict[str, object]:
     """The newest artifact of each type in the pipeline's context (the current run's, once it has finished)."""
     context = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if context is None:
@@ -57,14 +69,14 @@ def _latest_artifacts(store, pipeline_name: str) -> Dict[str, object]:
     return latest
 
 
-def _read_json(path: str) -> dict:
+def read_json(path: str) -> dict:
     if not tf.io.gfile.exists(path):
         return {}
     with tf.io.gfile.GFile(path) as f:
         return json.load(f)
 
 
-def _custom(artifact, key, default=None):
+def custom_property(artifact, key, default=None):
     value = artifact.custom_properties.get(key) if artifact is not None else None
     if value is None:
         return default
@@ -72,33 +84,29 @@ def _custom(artifact, key, default=None):
 
 
 def overall_accuracy(evaluation_uri: str) -> Optional[float]:
-    import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
-    for metrics in tfma.load_metrics(evaluation_uri):
-        if not metrics.slice_key.single_slice_keys:
-            for key_and_value in metrics.metric_keys_and_values:
-                if key_and_value.key.name == "sparse_categorical_accuracy" and not key_and_value.key.is_diff:
-                    return float(key_and_value.value.double_value.value)
-    return None
+    from pipeline import eval_results  # pylint: disable=import-outside-toplevel  (TFMA takes seconds to import)
+    return eval_results.overall_metrics(evaluation_uri)[0].get(eval_results.ACCURACY)
 
 
 def summarize(config: PipelineConfig, connection_config) -> RunSummary:
     store = metadata_store.MetadataStore(connection_config)
-    latest = _latest_artifacts(store, config.pipeline_name)
+    latest = latest_artifacts(store, config.pipeline_name)
     summary = RunSummary(data_root=config.resolved_data_root, module=config.hub_handle or "bundled EfficientNet-Lite0",
                          module_sha256=config.module_sha256, accuracy_threshold=config.accuracy_threshold)
     if "Examples" in latest:
-        report = _read_json(os.path.join(latest["Examples"].uri, "ingestion_report.json"))
+        report = read_json(os.path.join(latest["Examples"].uri, "ingestion_report.json"))
         summary.files_seen = report.get("files_seen", 0)
         summary.examples_written = report.get("examples_written", 0)
         summary.skipped = report.get("skipped", [])
     if "ModelRun" in latest:
-        history = _read_json(os.path.join(latest["ModelRun"].uri, "training_history.json"))
+        history = read_json(os.path.join(latest["ModelRun"].uri, "training_history.json"))
         summary.stage_accuracy = {k: v["eval_accuracy"] for k, v in history.get("stages", {}).items()}
         summary.chosen_stage = history.get("chosen_stage", "")
     if "ModelEvaluation" in latest:
         summary.eval_accuracy = overall_accuracy(latest["ModelEvaluation"].uri)
-    summary.blessed = bool(_custom(latest.get("ModelBlessing"), "blessed", 0))
+    summary.blessed = bool(custom_property(latest.get("ModelBlessing"), "blessed", 0))
     pushed = latest.get("PushedModel")
-    summary.pushed = bool(_custom(pushed, "pushed", 0))
-    summary.pushed_path = _custom(pushed, "pushed_destination", "") if summary.pushed else ""
+    summary.pushed = bool(custom_property(pushed, "pushed", 0))
+    summary.pushed_path = custom_property(pushed, "pushed_destination", "") if summary.pushed else ""
+    summary.push_skipped_reason = custom_property(pushed, "push_skipped_reason", "") if summary.blessed else ""
     return summary

@@ -8,6 +8,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def module_cache(tmp_path_factory) -> str:
+    """A private module cache for the whole session (also for CLI subprocesses): never the user's ~/.cache."""
+    path = str(tmp_path_factory.mktemp("hubtfx_cache"))
+    os.environ["HUBTFX_CACHE_DIR"] = path
+    return path
+
+
+@pytest.fixture(scope="session")
+def feature_vector_module(module_cache) -> str:
+    """The real EfficientNet-Lite0 feature-vector module, built once per session (~15 s)."""
+    from pipeline.hub_modules.builder import build_module
+    return build_module("feature_vector", cache_dir=module_cache)
+
+
 @pytest.fixture(scope="session")
 def tiny_module(tmp_path_factory) -> str:
     """A small block-structured Hub-format module (32x32 input): the fast stand-in for EfficientNet."""

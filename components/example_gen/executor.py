@@ -8,7 +8,8 @@ Each image file becomes one tf.Example:
 
 Files that `tf.io.decode_image(raw, channels=3, expand_animations=False)` cannot decode -- exactly what
 Transform will run -- are skipped in the same Beam pass that reads them (a tagged side output) and listed
-with their reason in <examples uri>/ingestion_report.json. The class-id map is written to
+with their reason in <examples uri>/ingestion_report.json, as are images over image_ops.MAX_PIXELS (judged
+from the header, never decoded), unreadable files and links that resolve outside the data root. The class-id map is written to
 <examples uri>/label_map.json and, when label_map_path is set, kept stable across runs through that file.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.example_gen import layout as layout_lib
+from components.transform import image_ops
 
 LABEL_MAP_PATH_KEY = "label_map_path"
 LABEL_MAP_FILE = "label_map.json"
@@ -45,7 +47,7 @@ _SKIPPED_STATS = "skipped.jsonl"
 _USED_STATS = "used_per_class.jsonl"
 _SPLIT_STATS = "split_{}.jsonl"
 
-_SUPPORTED_FORMATS = "JPEG, PNG, GIF, BMP"
+_SUPPORTED_FORMATS = image_ops.SUPPORTED_FORMATS
 # Leading bytes of formats, to explain *why* a file was skipped (the verdict is decode_image's).
 _MAGIC_NUMBERS = (
     (b"\xff\xd8\xff", "JPEG"),
@@ -73,6 +75,9 @@ def decode_failure_reason(raw: bytes) -> Optional[str]:
     if not raw:
         return "empty file (0 bytes)"
     try:
+        height, width = image_ops.header_dimensions(raw).numpy()
+        if height * width > image_ops.MAX_PIXELS:
+            return image_ops.too_large_message(height, width).numpy().decode()
         tf.io.decode_image(raw, channels=3, expand_animations=False)
         return None
     except tf.errors.InvalidArgumentError as err:
@@ -109,18 +114,41 @@ def make_example(raw: bytes, label: int, label_name: str, filename: str) -> tf.t
     )
 
 
+def link_escape_reason(path: str, data_root: str) -> Optional[str]:
+    """Why a local `path` must not be read: it resolves (through symlinks) outside `data_root`; else None."""
+    if "://" in path:
+        return None
+    target = os.path.realpath(path)
+    if os.path.commonpath([target, os.path.realpath(data_root)]) == os.path.realpath(data_root):
+        return None
+    return f"symbolic link to {target}, outside the data root: copy the file into the data root instead"
+
+
+def _read_file(path: str) -> Tuple[Optional[bytes], Optional[str]]:
+    """(content, None), or (None, why not) for a file that vanished, a dangling link or no permission."""
+    try:
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            return handle.read(), None
+    except tf.errors.OpError as err:
+        return None, f"cannot read the file: {_tf_error_detail(err)}"
+
+
 class ReadImageDoFn(beam.DoFn):
     """(relative path, class name) -> tf.Example, or a {"file", "class", "reason"} dict on the skipped output."""
 
-    def __init__(self, root: str, class_ids: Dict[str, int]):
+    def __init__(self, root: str, class_ids: Dict[str, int], data_root: str):
         self._root = root
         self._class_ids = class_ids
+        self._data_root = data_root  # the input base: a span folder may link to files of another span
 
     def process(self, element: Tuple[str, str]):
         relative_path, class_name = element
-        with tf.io.gfile.GFile(os.path.join(self._root, relative_path), "rb") as handle:
-            raw = handle.read()
-        reason = decode_failure_reason(raw)
+        path = os.path.join(self._root, relative_path)
+        raw, reason = None, link_escape_reason(path, self._data_root)
+        if reason is None:
+            raw, reason = _read_file(path)
+        if reason is None:
+            reason = decode_failure_reason(raw)
         if reason is not None:
             yield beam.pvalue.TaggedOutput(SKIPPED_TAG, {"file": relative_path, "class": class_name, "reason": reason})
             return
@@ -145,7 +173,7 @@ class ReadImageFolder(beam.PTransform):
             # Spread the reads over workers even though Create produces one bundle.
             | "Reshuffle" >> beam.Reshuffle()
             | "ReadAndCheck"
-            >> beam.ParDo(ReadImageDoFn(self._layout.root, self._class_ids)).with_outputs(
+            >> beam.ParDo(ReadImageDoFn(self._layout.root, self._class_ids, self._layout.input_base)).with_outputs(
                 SKIPPED_TAG, main="examples"
             )
         )

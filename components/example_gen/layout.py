@@ -156,15 +156,46 @@ def scan_class_root(input_base: str, root: str, span: Optional[int]) -> Layout:
     return Layout(input_base=input_base, root=root, span=span, files=files)
 
 
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def _entry_names(folder: str) -> List[str]:
+    """Every entry name of `folder`, hidden ones included; fails on names that are not UTF-8."""
+    if not _is_local(folder):
+        # Object stores (gs://) mark folders with a trailing '/'.
+        return [entry.rstrip("/") for entry in tf.io.gfile.listdir(folder)]
+    # os.listdir, unlike gfile, survives a name that is not UTF-8, so the error can name it.
+    names = os.listdir(folder)
+    undecodable = [name.encode("utf-8", "surrogateescape") for name in names if not _is_utf8(name)]
+    if undecodable:
+        # TFX's ExampleGen driver globs the data root with gfile, which raises on such names: refuse them here.
+        raise DataLayoutError(
+            f"{folder!r} has entries whose names are not UTF-8: {undecodable}. Rename them to UTF-8 (e.g. "
+            f"`convmv -f latin1 -t utf8 -r --notest {folder}`) or move them out of the data root."
+        )
+    return names
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # os.listdir decodes bytes that are not UTF-8 to lone surrogates
+        return False
+
+
+def _is_dir(path: str) -> bool:
+    return os.path.isdir(path) if _is_local(path) else tf.io.gfile.isdir(path)
+
+
 def _list_visible_entries(folder: str) -> Tuple[List[str], List[str]]:
     """(sorted sub-folder names, sorted file names) of `folder`, hidden entries left out."""
     dirs, files = [], []
-    for entry in tf.io.gfile.listdir(folder):
-        # Object stores (gs://) mark folders with a trailing '/'.
-        name = entry.rstrip("/")
+    for name in _entry_names(folder):
         if not name or name.startswith("."):
             continue
-        (dirs if tf.io.gfile.isdir(os.path.join(folder, name)) else files).append(name)
+        (dirs if _is_dir(os.path.join(folder, name)) else files).append(name)
     return sorted(dirs), sorted(files)
 
 

@@ -3,6 +3,9 @@
 - `serving_default`: serialized tf.Examples (`examples`), the TFX/TFMA convention.
 - `serving_bytes`: encoded image bytes (`image_bytes`; TF Serving and Vertex accept {"b64": ...} for it).
 Both return `probabilities` [b, classes], `class_id` [b] and `class_name` [b]; class names are embedded.
+`serving_bytes` also returns `error` [b]: "" for a scored image, else why it was not scored (undecodable, or
+over image_ops.MAX_PIXELS); such an image gets zero probabilities, class_id -1 and class_name "", and never
+fails the rest of its batch. Checking costs one extra decode per image.
 The backbone's variables and functions are saved into the model, so it runs with the Hub module gone.
 """
 from typing import Dict, Sequence
@@ -11,7 +14,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 
-from components.transform import preprocessing
+from components.transform import image_ops, preprocessing
 
 EXAMPLES_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
@@ -35,7 +38,17 @@ def _serving_functions(classifier: tf_keras.Model, tft_layer, class_names: Seque
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve_bytes(image_bytes):
-        return predict_raw({preprocessing.IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])})
+        errors = image_ops.image_errors(image_bytes)
+        scored = tf.equal(errors, "")
+        # Rejected images are swapped for a valid placeholder so the shared Transform graph can run the batch.
+        safe_bytes = tf.where(scored, image_bytes, image_ops.PLACEHOLDER_IMAGE)
+        outputs = predict_raw({preprocessing.IMAGE_KEY: tf.reshape(safe_bytes, [-1, 1])})
+        return {
+            "probabilities": tf.where(scored[:, tf.newaxis], outputs["probabilities"], 0.0),
+            "class_id": tf.where(scored, outputs["class_id"], tf.constant(-1, tf.int64)),
+            "class_name": tf.where(scored, outputs["class_name"], ""),
+            "error": errors,
+        }
 
     return serve_examples, serve_bytes
 

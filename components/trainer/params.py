@@ -11,15 +11,16 @@ FALLBACK_FRACTION_PER_BLOCK = 0.1
 class TrainingParams:
     batch_size: int = 16
     dropout: float = 0.2
-    stage1_epochs: int = 10
+    stage1_epochs: int = 30
     stage1_learning_rate: float = 1e-3
-    early_stopping_patience: int = 3
+    early_stopping_patience: int = 5
     fine_tune_blocks: Optional[int] = 2  # None: every block
     stage2_epochs: int = 2
     stage2_learning_rate: float = 1e-4
     augment: bool = True
     seed: int = 0
     warmup_fraction: float = 0.1
+    warm_start_from: str = ""  # a pushed model folder whose head seeds stage 1; empty: train from scratch
 
     @classmethod
     def from_custom_config(cls, config: Mapping[str, Any]) -> "TrainingParams":

@@ -11,7 +11,7 @@ import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
-from components.trainer import data, export, model, stages
+from components.trainer import data, export, model, stages, warm_start
 from components.trainer.params import TrainingParams
 from pipeline.hub_modules import contract as module_contract
 
@@ -19,11 +19,23 @@ HISTORY_FILE = "training_history.json"
 LABEL_MAP_FILE = "label_map.json"
 
 
-def read_class_names(train_file_pattern: str) -> List[str]:
-    """Class names from the label map ImageFolderExampleGen writes beside its splits (index = class id)."""
-    examples_dir = os.path.dirname(os.path.dirname(train_file_pattern))
-    with tf.io.gfile.GFile(os.path.join(examples_dir, LABEL_MAP_FILE)) as f:
-        return list(json.load(f)["classes"])
+def read_class_names(train_file_patterns: List[str]) -> List[str]:
+    """Class names from the label maps ImageFolderExampleGen writes beside its splits (index = class id).
+
+    With a window of spans there is one Examples artifact per span. The persistent label map only appends
+    classes, so every span's map is a prefix of the newest, longest one, which covers all their ids.
+    """
+    maps = []
+    for pattern in train_file_patterns:
+        examples_dir = os.path.dirname(os.path.dirname(pattern))
+        with tf.io.gfile.GFile(os.path.join(examples_dir, LABEL_MAP_FILE)) as f:
+            maps.append(list(json.load(f)["classes"]))
+    longest = max(maps, key=len)
+    inconsistent = [m for m in maps if longest[:len(m)] != m]
+    if inconsistent:
+        raise ValueError(f"The spans' class ids disagree ({inconsistent[0]} vs {longest}): the spans were ingested "
+                         "with different label maps. Train on a window of spans ingested with the same label map.")
+    return longest
 
 
 def module_dir(base_model: str) -> str:
@@ -35,7 +47,11 @@ def module_dir(base_model: str) -> str:
 
 def check_transform_matches_module(tft_output: tft.TFTransformOutput, module_path: str):
     """Fails before training, naming both shapes, when Transform does not produce what the module expects."""
-    expected = module_contract.read_contract(module_path)
+    try:
+        expected = module_contract.read_contract(module_path)
+    except module_contract.ContractError as e:
+        logging.warning("Cannot check Transform's output against the module (%s); trusting the config.", e)
+        return None
     produced = tft_output.transformed_feature_spec()[data.preprocessing.TRANSFORMED_IMAGE_KEY].shape
     if list(produced) != [expected.image_size[0], expected.image_size[1], expected.channels]:
         raise ValueError(
@@ -60,8 +76,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf_keras.utils.set_random_seed(params.seed)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     module_path = module_dir(fn_args.base_model)
-    contract = check_transform_matches_module(tft_output, module_path)
-    class_names = read_class_names(fn_args.train_files[0])
+    check_transform_matches_module(tft_output, module_path)
+    image_size = tft_output.transformed_feature_spec()[data.preprocessing.TRANSFORMED_IMAGE_KEY].shape[:2]
+    class_names = read_class_names(fn_args.train_files)
     logging.info("Training a %d-class head on %s (%s)", len(class_names), module_path, ", ".join(class_names))
 
     def split(files, shuffle):
@@ -73,18 +90,26 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     try:
         with distribution_strategy().scope():
             classifier, results, chosen = train_both_stages(
-                train, evaluation, module_path, contract.image_size, len(class_names), params, work_dir,
-                fn_args.model_run_dir)
+                train, evaluation, module_path, image_size, len(class_names), params, work_dir,
+                fn_args.model_run_dir, warm_head=warm_start.load_head(params.warm_start_from, class_names))
         write_history(fn_args.model_run_dir, results, chosen, class_names, module_path)
         export.export_serving_model(classifier, tft_output, class_names, fn_args.serving_model_dir)
+        warm_start.save_head(classifier.get_layer("head"), class_names, fn_args.serving_model_dir)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def train_both_stages(train, evaluation, module_path, image_size, num_classes, params, work_dir, log_dir):
-    """Stage 1, then (if enabled) stage 2 from stage 1's head; returns the better classifier and both results."""
+def train_both_stages(train, evaluation, module_path, image_size, num_classes, params, work_dir, log_dir,
+                      warm_head=None):
+    """Stage 1, then (if enabled) stage 2 from stage 1's head; returns the better classifier and both results.
+
+    warm_head: weights of an earlier model's head to start stage 1 from (see warm_start.load_head).
+    """
     head = model.build_head(num_classes, params.dropout)
     frozen = model.frozen_backbone(module_path)
+    if warm_head is not None:
+        features = frozen(tf.zeros([1, int(image_size[0]), int(image_size[1]), 3]))
+        warm_start.initialise_head(head, warm_head, int(features.shape[-1]))
     stage1 = stages.train_head(train, evaluation, frozen, head, params, work_dir, log_dir)
     logging.info("Stage 1: eval accuracy %.4f, loss %.4f", stage1.eval_accuracy, stage1.eval_loss)
     if not params.fine_tune_enabled:

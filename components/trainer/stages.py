@@ -11,6 +11,7 @@ import os
 import time
 from typing import Dict, List, Optional
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 
@@ -18,7 +19,7 @@ from components.trainer import data, model
 from components.trainer.params import TrainingParams
 
 _SHUFFLE_BUFFER = 2048
-_FEATURE_LOG_EVERY = 256
+_FEATURE_LOG_EVERY = 256  # images between progress lines
 
 
 @dataclasses.dataclass
@@ -29,38 +30,112 @@ class StageResult:
     eval_accuracy: float
     unfrozen_variables: List[str] = dataclasses.field(default_factory=list)
     train_examples: int = 0
+    train_seconds_per_epoch: List[float] = dataclasses.field(default_factory=list)
 
     def better_than(self, other: Optional["StageResult"]) -> bool:
         return other is None or (self.eval_accuracy, -self.eval_loss) >= (other.eval_accuracy, -other.eval_loss)
 
 
 class ProgressLogger(tf_keras.callbacks.Callback):
-    """One log line per epoch: Keras' own progress bars are unreadable in pipeline logs."""
+    """One log line per epoch (Keras' progress bars are unreadable in pipeline logs), with the training part's
+    duration: validation is excluded so the seconds measure the training input pipeline and steps."""
 
     def __init__(self, stage: str, epochs: int):
         super().__init__()
         self._stage, self._epochs = stage, epochs
+        self._started = None
+        self.train_seconds: List[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def _record_training_time(self):
+        if self._started is not None:  # once per epoch; evaluate() outside fit() has no epoch to time
+            self.train_seconds.append(time.perf_counter() - self._started)
+            self._started = None
+
+    def on_test_begin(self, logs=None):
+        self._record_training_time()
 
     def on_epoch_end(self, epoch, logs=None):
+        self._record_training_time()
         metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
-        logging.info("[%s] epoch %d/%d %s", self._stage, epoch + 1, self._epochs, metrics)
+        logging.info("[%s] epoch %d/%d %s (training %.1f s)", self._stage, epoch + 1, self._epochs, metrics,
+                     self.train_seconds[-1])
 
 
-def cached_features(images_and_labels: tf.data.Dataset, backbone, cache_file: str, split: str):
-    """Runs the backbone once over the split, caching (features, label) per example in `cache_file`.
+# Mean cross-entropy in nats. A uniform guess over 10000 classes scores 9.2; a mean above 100 puts e^-100 on the
+# true class, which only diverged weights produce (an Adam learning rate of 1e3 gets there, often without a NaN).
+DIVERGED_LOSS = 100.0
 
-    Returns the cached dataset (later passes read the file, not the backbone) and the example count.
+
+class TrainingDivergedError(ValueError):
+    """The training loss became NaN, infinite or absurdly large: the model is unusable, so the Trainer fails and
+    nothing is pushed."""
+
+
+class FailOnDivergence(tf_keras.callbacks.Callback):
+    """Fails training at the first diverged batch loss, with advice; Keras' TerminateOnNaN only stops quietly,
+    after which the half-trained model would be exported."""
+
+    def __init__(self, stage: str, learning_rate_flag: str, learning_rate: float):
+        super().__init__()
+        self._stage, self._flag, self._learning_rate = stage, learning_rate_flag, learning_rate
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not float(loss) <= DIVERGED_LOSS:  # also true for NaN
+            raise TrainingDivergedError(
+                f"loss became {float(loss):g} in {self._stage} at epoch {self._epoch + 1}, batch {batch + 1}: "
+                f"training diverged. Lower the learning rate ({self._flag}, now {self._learning_rate:g}) and rerun; "
+                "nothing was pushed.")
+
+
+def cached_features(images_and_labels: tf.data.Dataset, backbone, cache_dir: str, split: str):
+    """Runs the backbone once over the split and writes (features, label) per example to a TFRecord file.
+
+    Returns a dataset that reads the file (later epochs never touch the backbone) and the example count. The
+    backbone runs in a plain tf.function, not inside tf.data: tracing a Hub module in a dataset map is slow, and
+    a distribution strategy can place a tf.function call but not a dataset map.
     """
-    features = (images_and_labels
-                .map(lambda images, labels: (backbone(images, training=False), labels))
-                .unbatch()
-                .cache(cache_file))
-    count, started = 0, time.monotonic()
-    for batch, _ in features.batch(_FEATURE_LOG_EVERY):
-        count += int(batch.shape[0])
-        logging.info("[stage 1] %s features: %d images (%.1f images/s)", split, count,
-                     count / max(time.monotonic() - started, 1e-9))
-    return features, count
+    extract = tf.function(lambda images: backbone(images, training=False), autograph=False)
+    path = os.path.join(cache_dir, f"{split}_features.tfrecord")
+    count, dim, started = 0, None, time.monotonic()
+    with tf.io.TFRecordWriter(path) as writer:
+        for images, labels in images_and_labels:
+            features = extract(images).numpy()
+            dim = features.shape[-1]
+            for vector, label in zip(features, labels.numpy()):
+                writer.write(_feature_example(vector, label))
+            count += len(features)
+            if count // _FEATURE_LOG_EVERY != (count - len(features)) // _FEATURE_LOG_EVERY:
+                _log_feature_progress(split, count, started)
+    _log_feature_progress(split, count, started)
+    if not count:
+        raise ValueError(f"The {split} split has no examples; check the eval_percent and the data folder.")
+    spec = {"features": tf.io.FixedLenFeature([dim], tf.float32), "label": tf.io.FixedLenFeature([], tf.int64)}
+
+    def parse(record):
+        parsed = tf.io.parse_single_example(record, spec)
+        return parsed["features"], parsed["label"]
+
+    return tf.data.TFRecordDataset(path).map(parse, num_parallel_calls=tf.data.AUTOTUNE), count
+
+
+def _feature_example(vector: np.ndarray, label: int) -> bytes:
+    return tf.train.Example(features=tf.train.Features(feature={
+        "features": tf.train.Feature(float_list=tf.train.FloatList(value=vector)),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+    })).SerializeToString()
+
+
+def _log_feature_progress(split: str, count: int, started: float) -> None:
+    logging.info("[stage 1] %s features: %d images (%.1f images/s)", split, count,
+                 count / max(time.monotonic() - started, 1e-9))
 
 
 def _history(keras_history) -> Dict[str, List[float]]:
@@ -70,26 +145,28 @@ def _history(keras_history) -> Dict[str, List[float]]:
 def train_head(train: tf.data.Dataset, evaluation: tf.data.Dataset, backbone, head: tf_keras.Model,
                params: TrainingParams, work_dir: str, log_dir: str) -> StageResult:
     """Stage 1: frozen backbone, features cached once, head trained with early stopping on eval loss."""
-    train_features, train_examples = cached_features(train, backbone, os.path.join(work_dir, "train"), "train")
-    eval_features, _ = cached_features(evaluation, backbone, os.path.join(work_dir, "eval"), "eval")
+    train_features, train_examples = cached_features(train, backbone, work_dir, "train")
+    eval_features, _ = cached_features(evaluation, backbone, work_dir, "eval")
     eval_features = eval_features.batch(params.batch_size)
     train_batches = train_features.shuffle(_SHUFFLE_BUFFER, seed=params.seed).batch(params.batch_size)
 
     model.compile_classifier(head, params.stage1_learning_rate)
+    early_stopping = tf_keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=params.early_stopping_patience, restore_best_weights=True)
     history = head.fit(
         train_batches,
         validation_data=eval_features,
         epochs=params.stage1_epochs,
         verbose=0,
-        callbacks=[
-            tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.early_stopping_patience,
-                                             restore_best_weights=True),
-            tf_keras.callbacks.TensorBoard(os.path.join(log_dir, "stage1")),
-            ProgressLogger("stage 1", params.stage1_epochs),
-        ],
+        callbacks=[early_stopping, tf_keras.callbacks.TensorBoard(os.path.join(log_dir, "stage1")),
+                   ProgressLogger("stage 1", params.stage1_epochs),
+                   FailOnDivergence("stage 1", "--stage1-learning-rate", params.stage1_learning_rate)],
     )
-    loss, accuracy = head.evaluate(eval_features, verbose=0)
-    return StageResult("stage1", _history(history), float(loss), float(accuracy), train_examples=train_examples)
+    # The restored weights are the best epoch's, whose eval metrics are already in the history.
+    curves = _history(history)
+    best = early_stopping.best_epoch
+    return StageResult("stage1", curves, curves["val_loss"][best], curves["val_accuracy"][best],
+                       train_examples=train_examples)
 
 
 def _warmup_cosine(peak: float, total_steps: int, warmup_fraction: float):
@@ -108,13 +185,15 @@ def fine_tune(train: tf.data.Dataset, evaluation: tf.data.Dataset, classifier: t
     schedule = _warmup_cosine(params.stage2_learning_rate, steps_per_epoch * params.stage2_epochs,
                               params.warmup_fraction)
     model.compile_classifier(classifier, schedule)
+    progress = ProgressLogger("stage 2", params.stage2_epochs)
     history = classifier.fit(
         train.prefetch(tf.data.AUTOTUNE),
         validation_data=evaluation,
         epochs=params.stage2_epochs,
         verbose=0,
-        callbacks=[tf_keras.callbacks.TensorBoard(os.path.join(log_dir, "stage2")),
-                   ProgressLogger("stage 2", params.stage2_epochs)],
+        callbacks=[tf_keras.callbacks.TensorBoard(os.path.join(log_dir, "stage2")), progress,
+                   FailOnDivergence("stage 2", "--stage2-learning-rate", params.stage2_learning_rate)],
     )
     loss, accuracy = classifier.evaluate(evaluation, verbose=0)
-    return StageResult("stage2", _history(history), float(loss), float(accuracy), unfrozen)
+    return StageResult("stage2", _history(history), float(loss), float(accuracy), unfrozen,
+                       train_seconds_per_epoch=progress.train_seconds)

@@ -126,17 +126,25 @@ def infer_contract(module_dir: str) -> ModuleContract:
     )
 
 
-def _load_saved_model_proto(module_dir: str):
-    """Parses saved_model.pb without loading variables or executing anything."""
+def read_saved_model_proto(module_dir: str):
+    """Parses saved_model.pb without loading variables or executing anything; FileNotFoundError if absent."""
     from tensorflow.core.protobuf import saved_model_pb2  # Imported lazily: pure JSON reading must not need TF.
 
     path = os.path.join(module_dir, "saved_model.pb")
     if not os.path.exists(path):
-        raise ContractError(f"{module_dir} is not a SavedModel (no saved_model.pb) and has no {CONTRACT_FILENAME}.")
+        raise FileNotFoundError(f"{module_dir} is not a SavedModel: {path} does not exist.")
     proto = saved_model_pb2.SavedModel()
     with open(path, "rb") as f:
         proto.ParseFromString(f.read())
     return proto
+
+
+def _load_saved_model_proto(module_dir: str):
+    try:
+        return read_saved_model_proto(module_dir)
+    except FileNotFoundError:
+        raise ContractError(
+            f"{module_dir} is not a SavedModel (no saved_model.pb) and has no {CONTRACT_FILENAME}.") from None
 
 
 def _dims(shape_proto) -> Optional[Tuple[Optional[int], ...]]:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import os
 from typing import Dict, Iterable, List, Set, Tuple
+
+from pipeline.hub_modules.contract import read_saved_model_proto
 
 ALLOW_UNSAFE_FLAG = "--allow-unsafe-module-ops"
 
@@ -83,14 +84,7 @@ class VettingReport:
 
 
 def _load_meta_graph(module_dir: str):
-    from tensorflow.core.protobuf import saved_model_pb2  # TF protos only; nothing is loaded or executed.
-
-    path = os.path.join(module_dir, "saved_model.pb")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{module_dir} is not a SavedModel: {path} does not exist.")
-    proto = saved_model_pb2.SavedModel()
-    with open(path, "rb") as f:
-        proto.ParseFromString(f.read())
+    proto = read_saved_model_proto(module_dir)
     if len(proto.meta_graphs) != 1:
         raise UnsafeModuleError(
             f"{module_dir} has {len(proto.meta_graphs)} MetaGraphs; a TF2 image module has exactly one."

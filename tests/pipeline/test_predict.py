@@ -43,8 +43,8 @@ def test_json_lines_score_good_images_and_report_bad_ones(finished_run, images, 
     for line in scored:
         assert set(line) >= {"file", "class_id", "class_name", "probability"}
         assert 0.0 < line["probability"] <= 1.0
-    assert "not a decodable image" in by_file["notes.jpg"]["error"]
-    assert "error" in by_file["empty.jpg"]
+    assert by_file["notes.jpg"]["error"] == "not an image: content is none of JPEG, PNG, GIF, BMP"
+    assert by_file["empty.jpg"]["error"] == "empty input (0 bytes)"
     assert code == cli.EXIT_FAILED
 
 

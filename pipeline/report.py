@@ -1,0 +1,376 @@
+"""`write_report`: one self-contained HTML page about the latest run, for a browser or an e-mail attachment.
+
+Everything is read back from ML Metadata and the run's artifacts (like `pipeline.run_summary`); plots and
+thumbnails are embedded as PNG data URIs, so the file needs nothing else, not even JavaScript.
+"""
+import base64
+import dataclasses
+import datetime
+import html
+import io
+import os
+import shutil
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from PIL import Image
+from tfx.utils import path_utils
+
+from pipeline import eval_results, run_summary
+from pipeline.config import PipelineConfig
+
+REPORTS_DIR = "reports"
+LATEST_REPORT = "latest.html"
+MAX_THUMBNAILS = 8
+THUMBNAIL_PIXELS = 96
+_SCORING_BATCH = 32
+_EVAL_FEATURES = {name: tf.io.FixedLenFeature([], dtype) for name, dtype in
+                  [("image_raw", tf.string), ("label", tf.int64), ("label_name", tf.string), ("filename", tf.string)]}
+
+
+@dataclasses.dataclass
+class Misclassified:
+    filename: str
+    label_name: str
+    predicted_name: str
+    probability: float
+    thumbnail_png: bytes
+
+
+@dataclasses.dataclass
+class RunFacts:
+    """What the report shows, gathered before any HTML is written."""
+    config: PipelineConfig
+    summary: run_summary.RunSummary
+    ingestion: List[dict]  # ingestion reports of the Examples the model was trained on, by span
+    history: dict
+    class_names: List[str]
+    evaluation: Optional[eval_results.EvalResults]
+    baseline_model: str
+    module_handle: str
+    module_sha256: str
+    module_uri: str
+    misclassified: List[Misclassified]
+
+
+# ------------------------------------------------------------------------------------------- reading the run
+def _artifact_type_id(store, name: str) -> Optional[int]:
+    artifact_type = store.get_artifact_type(name)
+    return artifact_type.id if artifact_type else None
+
+
+def imported_module(store, pipeline_name: str):
+    """The newest Hub module imported by the pipeline: the Model artifact that carries a sha256."""
+    context = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    model_type = _artifact_type_id(store, "Model")
+    if context is None or model_type is None:
+        return None
+    modules = [a for a in store.get_artifacts_by_context(context.id)
+               if a.type_id == model_type and "sha256" in a.custom_properties]
+    return max(modules, key=lambda a: a.id, default=None)
+
+
+def training_examples(store, model_run) -> list:
+    """The Examples artifacts the Trainer read for this model (several spans when it trains on a span window)."""
+    output = metadata_store_pb2.Event.OUTPUT
+    producers = [e.execution_id for e in store.get_events_by_artifact_ids([model_run.id]) if e.type == output]
+    if not producers:
+        return []
+    # The first producer trained the model; later ones are cache hits that reused it.
+    events = store.get_events_by_execution_ids([min(producers)])
+    input_ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.INPUT]
+    examples_type = _artifact_type_id(store, "Examples")
+    return [a for a in store.get_artifacts_by_id(input_ids) if a.type_id == examples_type]
+
+
+def _ingestion_reports(store, latest: Dict[str, object]) -> List[dict]:
+    examples = training_examples(store, latest["ModelRun"]) if "ModelRun" in latest else []
+    if not examples and "Examples" in latest:
+        examples = [latest["Examples"]]
+    reports = [run_summary.read_json(os.path.join(e.uri, "ingestion_report.json")) for e in examples]
+    return sorted((r for r in reports if r), key=lambda r: r.get("span") or 0)
+
+
+def _eval_batches(examples_uri: str):
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, "Split-eval", "*")))
+    if not files:
+        raise FileNotFoundError(f"No eval split under {examples_uri}: expected Split-eval/*.gz from ExampleGen.")
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(_SCORING_BATCH)
+    return dataset.map(lambda batch: tf.io.parse_example(batch, _EVAL_FEATURES))
+
+
+def _thumbnail_png(image_bytes: bytes) -> bytes:
+    image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
+    image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def misclassified_examples(examples_uri: str, model_uri: str, limit: int = MAX_THUMBNAILS) -> List[Misclassified]:
+    """The first `limit` eval examples the model gets wrong, scored like serving does (the bytes signature)."""
+    signature = tf.saved_model.load(path_utils.serving_model_path(model_uri)).signatures["serving_bytes"]
+    found = []
+    for batch in _eval_batches(examples_uri):
+        batch = {k: v.numpy() for k, v in batch.items()}
+        outputs = {k: v.numpy() for k, v in signature(image_bytes=tf.constant(batch["image_raw"])).items()}
+        predicted = outputs["class_id"]
+        for i in np.flatnonzero(predicted != batch["label"]):
+            found.append(Misclassified(
+                filename=batch["filename"][i].decode("utf-8", "replace"),
+                label_name=batch["label_name"][i].decode("utf-8", "replace"),
+                predicted_name=outputs["class_name"][i].decode("utf-8", "replace"),
+                probability=float(outputs["probabilities"][i, predicted[i]]),
+                thumbnail_png=_thumbnail_png(batch["image_raw"][i])))
+            if len(found) == limit:
+                return found
+    return found
+
+
+def collect(config: PipelineConfig, connection_config) -> RunFacts:
+    store = metadata_store.MetadataStore(connection_config)
+    latest = run_summary.latest_artifacts(store, config.pipeline_name)
+    history = run_summary.read_json(os.path.join(latest["ModelRun"].uri, "training_history.json")) \
+        if "ModelRun" in latest else {}
+    class_names = history.get("class_names", [])  # the model's class ids, which the evaluation uses
+    blessing = latest.get("ModelBlessing")
+    evaluated_model = run_summary.custom_property(blessing, "current_model", "")
+    module = imported_module(store, config.pipeline_name)
+    return RunFacts(
+        config=config,
+        summary=run_summary.summarize(config, connection_config),
+        ingestion=_ingestion_reports(store, latest),
+        history=history,
+        class_names=class_names,
+        evaluation=eval_results.load(latest["ModelEvaluation"].uri, class_names)
+        if "ModelEvaluation" in latest else None,
+        baseline_model=run_summary.custom_property(blessing, "baseline_model", ""),
+        module_handle=run_summary.custom_property(module, "hub_handle", ""),
+        module_sha256=run_summary.custom_property(module, "sha256", ""),
+        module_uri=module.uri if module else "",
+        # The Evaluator scored the latest Examples' eval split; the thumbnails come from the same split.
+        misclassified=misclassified_examples(latest["Examples"].uri, evaluated_model) if evaluated_model else [],
+    )
+
+
+# ------------------------------------------------------------------------------------------------- figures
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _plain(text: str) -> str:
+    """Matplotlib would read text between dollar signs as math."""
+    return text.replace("$", r"\$")
+
+
+def stage_curves_png(stage: str, history: Dict[str, List[float]]) -> bytes:
+    figure = Figure(figsize=(8, 3))
+    for axis, metric in zip(figure.subplots(1, 2), ["loss", "accuracy"]):
+        for key, label in [(metric, "train"), ("val_" + metric, "eval")]:
+            values = history.get(key, [])
+            axis.plot(range(1, len(values) + 1), values, marker="o", label=label)
+        axis.set_title(f"{stage}: {metric}")
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+        axis.legend()
+    return _png(figure)
+
+
+def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str]) -> bytes:
+    size = max(4.0, 0.6 * len(class_names) + 2)
+    figure = Figure(figsize=(size, size))
+    axis = figure.subplots()
+    axis.imshow(matrix, cmap="Blues")
+    labels = [_plain(name) for name in class_names]
+    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("actual class")
+    dark = matrix.max() / 2 if matrix.size else 0
+    for (row, column), count in np.ndenumerate(matrix):
+        axis.text(column, row, str(count), ha="center", va="center", color="white" if count > dark else "black")
+    return _png(figure)
+
+
+# ---------------------------------------------------------------------------------------------------- HTML
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _img(png: bytes, alt: str, css_class: str = "") -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img class="{css_class}" alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _number(value: Optional[float], digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _metric(name: str, value: Optional[float]) -> str:
+    return str(round(value)) if name == "example_count" and value is not None else _number(value, 4)
+
+
+def _section(section_id: str, title: str, body: str) -> str:
+    return f'<section id="{section_id}"><h2>{_e(title)}</h2>{body}</section>'
+
+
+def data_section(facts: RunFacts) -> str:
+    summary = facts.summary
+    parts = [f"<p>Data root <code>{_e(summary.data_root)}</code>: {summary.files_seen} files seen, "
+             f"{summary.examples_written} used, {len(summary.skipped)} skipped.</p>"]
+    for report in facts.ingestion:
+        span = report.get("span")
+        splits = ", ".join(f"{name} {count}" for name, count in report.get("per_split", {}).items())
+        parts.append(f"<h3>{'Span ' + _e(span) + ': ' if span else ''}{_e(splits)} examples</h3>")
+        parts.append(_table(["class", "used", "skipped"],
+                            [(name, c.get("used", 0), c.get("skipped", 0))
+                             for name, c in report.get("per_class", {}).items()]))
+    return _section("data", "Data", "".join(parts))
+
+
+def skipped_section(facts: RunFacts) -> str:
+    skipped = facts.summary.skipped
+    body = (_table(["file", "reason"], [(s.get("file", ""), s.get("reason", "")) for s in skipped])
+            if skipped else "<p>No file was skipped.</p>")
+    return _section("skipped", f"Skipped files ({len(skipped)})", body)
+
+
+def training_section(facts: RunFacts) -> str:
+    stages = facts.history.get("stages", {})
+    if not stages:
+        return _section("training", "Training", "<p>No training history was recorded.</p>")
+    chosen = facts.history.get("chosen_stage", "")
+    rows = [(name, len(stage["history"].get("loss", [])), _number(stage.get("eval_loss")),
+             _number(stage.get("eval_accuracy")), len(stage.get("unfrozen_variables", [])),
+             "kept" if name == chosen else "") for name, stage in stages.items()]
+    table = _table(["stage", "epochs", "eval loss", "eval accuracy", "unfrozen backbone variables", ""], rows)
+    curves = "".join(_img(stage_curves_png(name, stage["history"]), f"Training curves: {name}", "plot")
+                     for name, stage in stages.items())
+    note = "<p>Stage 1 trains the new head on the frozen backbone; stage 2 fine-tunes the top backbone blocks.</p>"
+    return _section("training", "Training", note + table + curves)
+
+
+def evaluation_section(facts: RunFacts) -> str:
+    evaluation = facts.evaluation
+    if evaluation is None:
+        return _section("evaluation", "Evaluation", "<p>The Evaluator did not produce results.</p>")
+    metrics = _table(["metric", "value"], [(name, _metric(name, value)) for name, value in
+                                           sorted(evaluation.metrics.items())])
+    per_class = eval_results.per_class_metrics(evaluation.confusion, facts.class_names)
+    per_class_table = _table(["class", "eval examples", "predicted as", "precision", "recall"],
+                             [(c.name, c.support, c.predicted, _number(c.precision), _number(c.recall))
+                              for c in per_class])
+    matrix = _img(confusion_matrix_png(evaluation.confusion, facts.class_names), "Confusion matrix", "plot")
+    return _section("evaluation", "Evaluation (eval split)", metrics + "<h3>Confusion matrix</h3>" + matrix
+                    + '<h3 id="per-class">Per-class precision and recall</h3>' + per_class_table)
+
+
+def baseline_section(facts: RunFacts) -> str:
+    evaluation = facts.evaluation
+    if evaluation is None or not evaluation.has_baseline:
+        body = ("<p>First model: no baseline (no earlier model was blessed), so the change threshold was not "
+                "applied.</p>")
+    else:
+        rows = [(name, _metric(name, value), _metric(name, evaluation.baseline_metrics.get(name)),
+                 f"{evaluation.diffs[name]:+.4f}" if name in evaluation.diffs else "n/a")
+                for name, value in sorted(evaluation.metrics.items())]
+        body = (f"<p>Baseline: the latest blessed model, <code>{_e(facts.baseline_model)}</code>.</p>"
+                + _table(["metric", "this model", "baseline", "change"], rows))
+    return _section("baseline", "Comparison with the baseline", body)
+
+
+def blessing_reasons(facts: RunFacts) -> List[str]:
+    evaluation, config = facts.evaluation, facts.config
+    if evaluation is None:
+        return ["The model was not evaluated."]
+    if not evaluation.validation_ok:
+        return evaluation.failures or ["TFMA's validation failed without naming a threshold; see the Evaluator log."]
+    # The thresholds of pipeline.eval_config apply to every slice, so each class slice passed them as well.
+    reasons = [f"Accuracy {_number(evaluation.metrics.get(eval_results.ACCURACY), 4)} reached the threshold "
+               f"{config.accuracy_threshold:.4f}, overall and for each class."]
+    if evaluation.has_baseline:
+        change = evaluation.diffs.get(eval_results.ACCURACY, 0.0)
+        reasons.append(f"Accuracy changed by {change:+.4f} against the baseline; a drop of at most "
+                       f"{config.max_accuracy_drop:.4f} is allowed.")
+    else:
+        reasons.append("No baseline yet, so the change threshold did not apply.")
+    return reasons
+
+
+def blessing_section(facts: RunFacts) -> str:
+    verdict = "BLESSED" if facts.summary.blessed else "NOT BLESSED"
+    reasons = "".join(f"<li>{_e(reason)}</li>" for reason in blessing_reasons(facts))
+    body = (f'<p class="verdict {"good" if facts.summary.blessed else "bad"}">{verdict}</p><ul>{reasons}</ul>'
+            f"<p>Serving: {_e(facts.summary.serving_outcome())}.</p>")
+    return _section("blessing", "Blessing decision", body)
+
+
+def module_section(facts: RunFacts) -> str:
+    rows = [("handle", facts.module_handle), ("sha256", facts.module_sha256), ("imported from", facts.module_uri)]
+    return _section("module", "Backbone module", _table(["property", "value"], rows))
+
+
+def misclassified_section(facts: RunFacts) -> str:
+    if not facts.misclassified:
+        return _section("misclassified", "Misclassified eval images",
+                        "<p>No misclassified eval images: the model got every eval example right.</p>"
+                        if facts.evaluation is not None else "<p>The model was not evaluated.</p>")
+    total = int(facts.evaluation.confusion.sum() - np.trace(facts.evaluation.confusion))
+    cards = "".join(
+        f'<figure>{_img(m.thumbnail_png, f"Misclassified: {m.filename}", "thumb")}'
+        f"<figcaption><code>{_e(m.filename)}</code><br>actual {_e(m.label_name)}, predicted "
+        f"{_e(m.predicted_name)} (probability {m.probability:.2f})</figcaption></figure>"
+        for m in facts.misclassified)
+    return _section("misclassified", "Misclassified eval images",
+                    f"<p>{len(facts.misclassified)} of the {total} eval images the model gets wrong.</p>"
+                    f'<div class="thumbs">{cards}</div>')
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2rem; margin-top: 2rem; }
+table { border-collapse: collapse; margin: 0.5rem 0; } th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; }
+th { background: #f3f3f3; text-align: left; } td { font-variant-numeric: tabular-nums; }
+code { word-break: break-all; } .plot { max-width: 100%; display: block; margin: 0.5rem 0; }
+.verdict { font-weight: bold; font-size: 1.2rem; } .good { color: #1a7f37; } .bad { color: #cf222e; }
+.thumbs { display: flex; flex-wrap: wrap; gap: 1rem; } figure { margin: 0; width: 10rem; font-size: 0.85rem; }
+.thumb { width: 96px; height: 96px; object-fit: contain; image-rendering: pixelated; border: 1px solid #ccc; }
+"""
+
+
+def render(facts: RunFacts, generated: datetime.datetime) -> str:
+    title = f"hubtfx run report: {facts.config.pipeline_name}"
+    verdict = "blessed" if facts.summary.blessed else "not blessed"
+    sections = [data_section, skipped_section, training_section, evaluation_section, baseline_section,
+                blessing_section, module_section, misclassified_section]
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+            f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>"
+            f"<p>Generated {_e(generated.strftime('%Y-%m-%d %H:%M:%S'))}; the model was <b>{verdict}</b>.</p>"
+            + "".join(section(facts) for section in sections) + "</body></html>")
+
+
+def write_report(config: PipelineConfig, connection_config) -> str:
+    """Writes <output_dir>/reports/run-<timestamp>.html (and a copy as latest.html); returns its path."""
+    generated = datetime.datetime.now()
+    page = render(collect(config, connection_config), generated)
+    folder = os.path.join(config.output_dir, REPORTS_DIR)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"run-{generated.strftime('%Y%m%d-%H%M%S')}.html")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(page)
+    shutil.copyfile(path, os.path.join(folder, LATEST_REPORT))
+    return path
