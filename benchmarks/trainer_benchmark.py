@@ -106,7 +106,7 @@ def stage2_throughput(setup: Setup, work_dir: str) -> float:
     train_images = len(list(image_dataset(setup, "train").unbatch()))
     steps = -(-train_images // setup.batch_size)
     result = stages.fine_tune(image_dataset(setup, "train").shuffle(64), image_dataset(setup, "eval"), classifier,
-                              [], params, steps, os.path.join(work_dir, "logs2"))
+                              [], params, steps, os.path.join(work_dir, "logs2"), cache_dir=work_dir)
     timed_epochs = result.train_seconds_per_epoch[1:]
     return train_images * len(timed_epochs) / sum(timed_epochs)
 

@@ -120,7 +120,7 @@ def train_both_stages(train, evaluation, module_path, image_size, num_classes, p
     stage1_weights = [w.numpy() for w in tuned.trainable_weights]
     steps_per_epoch = -(-stage1.train_examples // params.batch_size)
     stage2 = stages.fine_tune(train, evaluation, tuned, backbone.selected_variable_names, params, steps_per_epoch,
-                              log_dir)
+                              log_dir, cache_dir=work_dir)
     logging.info("Stage 2: eval accuracy %.4f, loss %.4f", stage2.eval_accuracy, stage2.eval_loss)
     if stage2.better_than(stage1):
         logging.info("Keeping stage 2.")

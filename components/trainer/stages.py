@@ -20,6 +20,9 @@ from components.trainer.params import TrainingParams
 
 _SHUFFLE_BUFFER = 2048
 _FEATURE_LOG_EVERY = 256  # images between progress lines
+_IMAGE_SHUFFLE_BUFFER = 256  # decoded images are ~600 kB each at 224x224
+# Cached features or decoded images up to this size stay in memory; larger ones stream from a temporary file.
+IN_MEMORY_BYTES = 1 << 30
 
 
 @dataclasses.dataclass
@@ -123,7 +126,12 @@ def cached_features(images_and_labels: tf.data.Dataset, backbone, cache_dir: str
         parsed = tf.io.parse_single_example(record, spec)
         return parsed["features"], parsed["label"]
 
-    return tf.data.TFRecordDataset(path).map(parse, num_parallel_calls=tf.data.AUTOTUNE), count
+    from_file = tf.data.TFRecordDataset(path).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    if count * dim * 4 > IN_MEMORY_BYTES:
+        return from_file, count
+    # Small enough to hold: reading and parsing the file every epoch would cost more than the head's training.
+    features, labels = next(iter(from_file.batch(count)))
+    return tf.data.Dataset.from_tensor_slices((features, labels)), count
 
 
 def _feature_example(vector: np.ndarray, label: int) -> bytes:
@@ -176,9 +184,25 @@ def _warmup_cosine(peak: float, total_steps: int, warmup_fraction: float):
         warmup_target=peak, warmup_steps=warmup)
 
 
+def cached_images(train: tf.data.Dataset, examples: int, batch_size: int, seed: int,
+                  cache_dir: Optional[str]) -> tf.data.Dataset:
+    """The decoded (transformed) training images, decoded in the first epoch only and reshuffled every epoch.
+
+    Decoding and resizing every epoch would make the input pipeline, not the backbone, the bottleneck on CPU.
+    """
+    height, width, channels = train.element_spec[0].shape[1:]
+    in_memory = examples * height * width * channels * 4 <= IN_MEMORY_BYTES
+    if not in_memory and cache_dir is None:
+        return train
+    cached = train.unbatch().cache("" if in_memory else os.path.join(cache_dir, "stage2_images"))
+    return cached.shuffle(_IMAGE_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+
+
 def fine_tune(train: tf.data.Dataset, evaluation: tf.data.Dataset, classifier: tf_keras.Model,
-              unfrozen: List[str], params: TrainingParams, steps_per_epoch: int, log_dir: str) -> StageResult:
+              unfrozen: List[str], params: TrainingParams, steps_per_epoch: int, log_dir: str,
+              cache_dir: Optional[str] = None) -> StageResult:
     """Stage 2: trains the unfrozen top of the backbone and the head together, starting from stage 1's head."""
+    train = cached_images(train, steps_per_epoch * params.batch_size, params.batch_size, params.seed, cache_dir)
     if params.augment:
         train = train.map(lambda images, labels: (data.augment(images, params.seed), labels),
                           num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,0 +1,181 @@
+"""What the TFX pipeline costs over a plain script, measured as ratios within one run (issue 7, item 4).
+
+1. First run: the full local pipeline (module vetting, ExampleGen, StatisticsGen, validation, Transform, Trainer,
+   TFMA Evaluator, Pusher, run report) / a plain tf_keras script doing the same training and evaluation on the
+   same images: read and decode/resize them, train stage 1 and stage 2 with the same parameters, keep the
+   better stage, evaluate on the pipeline's eval split. Goal <= 1.5.
+   The plain script calls the Trainer's own training code (`run.train_both_stages`), so the ratio measures what
+   the pipeline adds, not a difference between two training loops.
+2. Cached re-run: the same config and output folder again, nothing changed / the first run. Goal <= 0.10.
+
+Usage: python -m benchmarks.pipeline_overhead [--quick] [--json FILE]
+(--quick uses the tiny test module and 4 images per class; CI runs it so the script cannot rot.)
+"""
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import List, Tuple
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras  # noqa: E402
+from ml_metadata.metadata_store import metadata_store  # noqa: E402
+
+import components.trainer  # noqa: E402
+import components.transform  # noqa: E402
+from components.trainer import run as trainer_run  # noqa: E402
+from components.trainer.params import TrainingParams  # noqa: E402
+from components.transform import image_ops  # noqa: E402
+from pipeline import local_runner, module_resolution, sample_data  # noqa: E402
+from pipeline.config import PipelineConfig  # noqa: E402
+from pipeline.hub_modules import builder, tiny  # noqa: E402
+from pipeline.pipeline import source_fingerprint  # noqa: E402
+
+GOALS = {"first_run_vs_plain_script": ("<=", 1.5), "cached_rerun_vs_first_run": ("<=", 0.10)}
+SAMPLE_SEED = 0  # the seed `hubtfx run` generates its sample data with
+
+
+def prepare(quick: bool, work_dir: str) -> PipelineConfig:
+    """The sample data and a config as `hubtfx run` would use them (quick: tiny module, fewer images and epochs)."""
+    images_per_class = 4 if quick else PipelineConfig.sample_images_per_class
+    data_root = os.path.join(work_dir, "data")
+    sample_data.generate_dataset(data_root, images_per_class=images_per_class, seed=SAMPLE_SEED)
+    if quick:
+        config = PipelineConfig(hub_handle=tiny.build_tiny_module(os.path.join(work_dir, "tiny"), image_size=32),
+                                stage1_epochs=3, stage2_epochs=1, batch_size=8, accuracy_threshold=0.0)
+    else:
+        builder.build_module("feature_vector")  # built (or found in the cache) before any clock starts
+        config = PipelineConfig()
+    return dataclasses.replace(config, data_root=data_root, output_dir=os.path.join(work_dir, "output"))
+
+
+def timed(fn):
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def pipeline_run(config: PipelineConfig) -> Tuple[float, float, List[str]]:
+    """Seconds, eval accuracy and the components that executed (not cached) in one local run."""
+    store = metadata_store.MetadataStore(local_runner.metadata_connection_config(config))
+    before = {e.id for e in store.get_executions()}
+    seconds, summary = timed(lambda: local_runner.run_local(module_resolution.resolve(config)))
+    types = {t.id: t.name for t in store.get_execution_types()}
+    executed = sorted(types[e.type_id].split(".")[-1] for e in store.get_executions()
+                      if e.id not in before and e.last_known_state == e.COMPLETE)
+    return seconds, summary.eval_accuracy, executed
+
+
+def is_eval(relative_path: str, eval_percent: int) -> bool:
+    """ExampleGen's split: TFX hashes the serialized 'filename' feature (see components.example_gen)."""
+    feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[relative_path.encode("utf-8")]))
+    bucket = int(hashlib.sha256(feature.SerializeToString(deterministic=True)).hexdigest(), 16) % 100
+    return bucket >= 100 - eval_percent
+
+
+def plain_script(config: PipelineConfig, work_dir: str) -> float:
+    """The same training and evaluation without TFX; returns the eval accuracy of the kept stage.
+
+    `config` is resolved (module path and input size filled in): a script would hard-code them.
+    """
+    params = TrainingParams.from_custom_config(config.training_params())
+    tf_keras.utils.set_random_seed(params.seed)
+    classes = sorted(os.listdir(config.data_root))
+    paths = [f"{c}/{name}" for c in classes for name in sorted(os.listdir(os.path.join(config.data_root, c)))]
+
+    def split(evaluation: bool, shuffle: bool) -> tf.data.Dataset:
+        chosen = [p for p in paths if is_eval(p, config.eval_percent) == evaluation]
+        contents = [open(os.path.join(config.data_root, p), "rb").read() for p in chosen]
+        labels = np.array([classes.index(p.split("/")[0]) for p in chosen], dtype=np.int64)
+        dataset = tf.data.Dataset.from_tensor_slices((contents, labels))
+        if shuffle:
+            dataset = dataset.shuffle(len(chosen), seed=params.seed)
+        return dataset.batch(params.batch_size).map(
+            lambda raw, y: (image_ops.decode_batch(raw, config.image_size, config.value_range), y),
+            num_parallel_calls=tf.data.AUTOTUNE)
+
+    evaluation = split(True, False)
+    classifier, _, _ = trainer_run.train_both_stages(
+        split(False, True), evaluation, config.module_path, config.image_size, len(classes), params,
+        tempfile.mkdtemp(dir=work_dir), os.path.join(work_dir, "plain_logs"))
+    _, accuracy = classifier.evaluate(evaluation, verbose=0)
+    return float(accuracy)
+
+
+def run(quick: bool) -> dict:
+    with tempfile.TemporaryDirectory() as work_dir:
+        config = prepare(quick, work_dir)
+        # The pipeline fingerprints its own code: an edit to the checkout during the benchmark re-runs Transform
+        # or the Trainer, and the "nothing changed" re-run would then measure that edit.
+        code_before = source_fingerprint(components.trainer, components.transform)
+        # The pipeline goes first, so the plain script benefits from any warm file cache: this errs against
+        # the pipeline.
+        first_s, first_accuracy, first_executed = pipeline_run(config)
+        resolved = module_resolution.resolve(config)
+        plain_s, plain_accuracy = timed(lambda: plain_script(resolved, work_dir))
+        rerun_s, _, rerun_executed = pipeline_run(config)
+        code_changed = source_fingerprint(components.trainer, components.transform) != code_before
+        images = sum(len(files) for _, _, files in os.walk(config.data_root))
+    return {
+        "mode": "quick" if quick else "full",
+        "module": "tiny" if quick else "efficientnet_lite0 (bundled)",
+        "images": images,
+        "stage1_epochs": config.stage1_epochs,
+        "stage2_epochs": config.stage2_epochs,
+        "batch_size": config.batch_size,
+        "first_run_s": round(first_s, 1),
+        "plain_script_s": round(plain_s, 1),
+        "cached_rerun_s": round(rerun_s, 1),
+        "pipeline_eval_accuracy": first_accuracy,
+        "plain_script_eval_accuracy": round(plain_accuracy, 4),
+        "first_run_executed": first_executed,
+        "rerun_executed": rerun_executed,
+        "code_changed_during_benchmark": code_changed,
+        "first_run_vs_plain_script": round(first_s / plain_s, 3),
+        "cached_rerun_vs_first_run": round(rerun_s / first_s, 3),
+    }
+
+
+def render(results: dict) -> str:
+    lines = [f"Pipeline overhead ({results['mode']}: {results['images']} images, module {results['module']}, "
+             f"{results['stage1_epochs']} stage-1 / {results['stage2_epochs']} stage-2 epochs, "
+             f"batch {results['batch_size']})",
+             f"  full local pipeline, first run   {results['first_run_s']:8.1f} s  "
+             f"(eval accuracy {results['pipeline_eval_accuracy']:.3f})",
+             f"  plain tf_keras script            {results['plain_script_s']:8.1f} s  "
+             f"(eval accuracy {results['plain_script_eval_accuracy']:.3f})",
+             f"  cached re-run, nothing changed   {results['cached_rerun_s']:8.1f} s",
+             f"  components executed on re-run:   {', '.join(results['rerun_executed']) or 'none'}",
+             "", f"  {'ratio':34s} {'value':>7s}  goal    met"]
+    for key, (op, goal) in GOALS.items():
+        value = results[key]
+        met = value <= goal if op == "<=" else value >= goal
+        lines.append(f"  {key:34s} {value:7.3f}  {op} {goal:<4}  {'yes' if met else 'NO'}")
+    if results["code_changed_during_benchmark"]:
+        lines.append("  WARNING: components/trainer or components/transform changed during the benchmark, so the "
+                     "re-run re-executed them: rerun for a clean cached-run ratio.")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="Tiny module and data: checks the script runs.")
+    parser.add_argument("--json", help="Also write the results to this JSON file.")
+    args = parser.parse_args(argv)
+    results = run(args.quick)
+    print(render(results))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
