@@ -11,10 +11,8 @@
 Usage: python -m benchmarks.pipeline_overhead [--quick] [--json FILE]
 (--quick uses the tiny test module and 4 images per class; CI runs it so the script cannot rot.)
 """
-import argparse
 import dataclasses
 import hashlib
-import json
 import os
 import sys
 import tempfile
@@ -37,6 +35,7 @@ from pipeline import local_runner, module_resolution, sample_data  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.hub_modules import builder, tiny  # noqa: E402
 from pipeline.pipeline import source_fingerprint  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 GOALS = {"first_run_vs_plain_script": ("<=", 1.5), "cached_rerun_vs_first_run": ("<=", 0.10)}
 SAMPLE_SEED = 0  # the seed `hubtfx run` generates its sample data with
@@ -152,12 +151,8 @@ def render(results: dict) -> str:
              f"  plain tf_keras script            {results['plain_script_s']:8.1f} s  "
              f"(eval accuracy {results['plain_script_eval_accuracy']:.3f})",
              f"  cached re-run, nothing changed   {results['cached_rerun_s']:8.1f} s",
-             f"  components executed on re-run:   {', '.join(results['rerun_executed']) or 'none'}",
-             "", f"  {'ratio':34s} {'value':>7s}  goal    met"]
-    for key, (op, goal) in GOALS.items():
-        value = results[key]
-        met = value <= goal if op == "<=" else value >= goal
-        lines.append(f"  {key:34s} {value:7.3f}  {op} {goal:<4}  {'yes' if met else 'NO'}")
+             f"  components executed on re-run:   {', '.join(results['rerun_executed']) or 'none'}"]
+    lines += common.goal_lines(results, GOALS)
     if results["code_changed_during_benchmark"]:
         lines.append("  WARNING: components/trainer or components/transform changed during the benchmark, so the "
                      "re-run re-executed them: rerun for a clean cached-run ratio.")
@@ -165,16 +160,7 @@ def render(results: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="Tiny module and data: checks the script runs.")
-    parser.add_argument("--json", help="Also write the results to this JSON file.")
-    args = parser.parse_args(argv)
-    results = run(args.quick)
-    print(render(results))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
-    return 0
+    return common.run_cli(__doc__, run, render, argv)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,8 @@
 Usage: python -m benchmarks.trainer_benchmark [--quick] [--json FILE]
 (--quick uses the tiny test module and a few images; CI runs it so the script cannot rot.)
 """
-import argparse
 import dataclasses
 import glob
-import json
 import os
 import sys
 import tempfile
@@ -29,6 +27,7 @@ from components.trainer.params import TrainingParams  # noqa: E402
 from components.transform import image_ops  # noqa: E402
 from pipeline import sample_data  # noqa: E402
 from pipeline.hub_modules import builder, contract as module_contract, tiny  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 GOALS = {"stage1_vs_one_forward_pass": ("<=", 1.3), "stage2_vs_bare_loop_throughput": (">=", 0.9)}
 
@@ -164,26 +163,13 @@ def render(results: dict) -> str:
              f"  one backbone forward pass         {results['one_forward_pass_s']:8.2f} s",
              f"  stage 1 ({results['head_epochs']} head epochs)          {results['stage1_s']:8.2f} s",
              f"  stage 2 (Trainer input pipeline)  {results['stage2_images_per_s']:8.2f} images/s",
-             f"  bare training-step loop           {results['bare_loop_images_per_s']:8.2f} images/s",
-             "", f"  {'ratio':34s} {'value':>7s}  goal    met"]
-    for key, (op, goal) in GOALS.items():
-        value = results[key]
-        met = value <= goal if op == "<=" else value >= goal
-        lines.append(f"  {key:34s} {value:7.3f}  {op} {goal:<4}  {'yes' if met else 'NO'}")
+             f"  bare training-step loop           {results['bare_loop_images_per_s']:8.2f} images/s"]
+    lines += common.goal_lines(results, GOALS)
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="Tiny module and data: checks the script runs.")
-    parser.add_argument("--json", help="Also write the results to this JSON file.")
-    args = parser.parse_args(argv)
-    results = run(args.quick)
-    print(render(results))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
-    return 0
+    return common.run_cli(__doc__, run, render, argv)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,8 @@ their outline.
 Usage: python -m benchmarks.transfer_vs_scratch [--quick] [--json FILE] [--plot FILE]
 (--quick uses the tiny test module, k = 2 and 4, two seeds; CI runs it so the script cannot rot.)
 """
-import argparse
 import dataclasses
 import glob
-import json
 import os
 import sys
 import tempfile
@@ -35,6 +33,7 @@ from components.trainer.params import TrainingParams  # noqa: E402
 from components.transform import image_ops  # noqa: E402
 from pipeline import sample_data  # noqa: E402
 from pipeline.hub_modules import builder, contract as module_contract, tiny  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 VARIANTS = ("stage1", "stage1+2", "scratch")
 EVAL_SEED = 1000  # training sets use seeds 0, 1, 2: no eval image is also a training image
@@ -266,19 +265,14 @@ def plot(results: dict, path: str) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="Tiny module and data: checks the script runs.")
-    parser.add_argument("--json", help="Also write the results to this JSON file.")
-    parser.add_argument("--plot", help="Also plot accuracy vs images per class into this PNG file.")
-    args = parser.parse_args(argv)
-    results = run(args.quick)
-    print(render(results))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
-    if args.plot:
-        plot(results, args.plot)
-    return 0
+    def add_plot_flag(parser):
+        parser.add_argument("--plot", help="Also plot accuracy vs images per class into this PNG file.")
+
+    def plot_if_asked(results, args):
+        if args.plot:
+            plot(results, args.plot)
+
+    return common.run_cli(__doc__, run, render, argv, add_plot_flag, plot_if_asked)
 
 
 if __name__ == "__main__":

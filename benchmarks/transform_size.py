@@ -11,8 +11,6 @@ on the sample data `hubtfx run` generates.
 Usage: python -m benchmarks.transform_size [--quick] [--json FILE]
 (--quick uses the tiny test module and 4 images per class; CI runs it so the script cannot rot.)
 """
-import argparse
-import json
 import os
 import sys
 import tempfile
@@ -26,6 +24,7 @@ from pipeline import local_runner, module_resolution, sample_data  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.hub_modules import tiny  # noqa: E402
 from pipeline.pipeline import create_components  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 GOALS = {"transform_output_vs_source": ("<=", 2.0)}
 SAMPLE_SEED = 0  # the seed `hubtfx run` generates its sample data with
@@ -100,26 +99,13 @@ def render(results: dict) -> str:
              f"  Transform outputs, total                {_mb(results['transform_output_total_bytes'])}"]
     lines += [f"    {key:37s} {_mb(value)}" for key, value in results["transform_output_bytes"].items()]
     lines += [f"  if materialized (float32, computed)     {_mb(results['materialized_float32_bytes'])}  "
-              f"({results['materialized_vs_source']:.1f}x the source)",
-              "", f"  {'ratio':34s} {'value':>7s}  goal    met"]
-    for key, (op, goal) in GOALS.items():
-        value = results[key]
-        met = value <= goal if op == "<=" else value >= goal
-        lines.append(f"  {key:34s} {value:7.4f}  {op} {goal:<4}  {'yes' if met else 'NO'}")
+              f"({results['materialized_vs_source']:.1f}x the source)"]
+    lines += common.goal_lines(results, GOALS, digits=4)
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="Tiny module and data: checks the script runs.")
-    parser.add_argument("--json", help="Also write the results to this JSON file.")
-    args = parser.parse_args(argv)
-    results = run(args.quick)
-    print(render(results))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
-    return 0
+    return common.run_cli(__doc__, run, render, argv)
 
 
 if __name__ == "__main__":

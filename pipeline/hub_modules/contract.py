@@ -178,6 +178,6 @@ def _call_input_shape(meta_graph) -> Tuple[Optional[int], ...]:
                 if value.HasField("tensor_spec_value"):
                     return _dims(value.tensor_spec_value.shape) or ()
     raise ContractError(
-        f"Cannot find an image input in the module's serving_default signature or __call__; pass an explicit "
-        f"image size (height, width) for this module in the config."
+        "Cannot find an image input in the module's serving_default signature or __call__; pass an explicit "
+        "image size (height, width) for this module in the config."
     )

@@ -1,6 +1,5 @@
 """Fine-tuning selects the top blocks by name and trains nothing else."""
 import numpy as np
-import pytest
 import tensorflow as tf
 import tf_keras
 
