@@ -5,6 +5,7 @@ from typing import Iterable, List, Optional
 
 import tensorflow as tf
 
+from components.pusher import serving
 from pipeline.config import ConfigError
 
 BATCH_SIZE = 16
@@ -23,13 +24,12 @@ class Prediction:
 
 
 def latest_version_dir(model_base_dir: str) -> str:
-    """The highest numeric version folder under <serving_dir>/<model_name>/ (TF Serving's choice too)."""
-    versions = [d for d in tf.io.gfile.listdir(model_base_dir) if d.rstrip("/").isdigit()] \
-        if tf.io.gfile.isdir(model_base_dir) else []
-    if not versions:
+    """The version TF Serving would serve (the highest number), or a ConfigError saying how to get one."""
+    version_dir = serving.latest_version_dir(model_base_dir)
+    if version_dir is None:
         raise ConfigError(f"No pushed model under {model_base_dir}. Run `hubtfx run` first (with the same "
                           "--output), or pass the --output folder of an earlier run.")
-    return os.path.join(model_base_dir, max(versions, key=lambda d: int(d.rstrip("/"))).rstrip("/"))
+    return version_dir
 
 
 def list_images(paths: Iterable[str]) -> List[str]:
