@@ -99,3 +99,7 @@ def compile_classifier(model: tf_keras.Model, learning_rate) -> None:
         loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
+    if model.built:
+        # Creating the optimizer's slot variables now spares fit() a second trace of the training step: a
+        # tf.function that creates variables on its first call is traced again.
+        model.optimizer.build(model.trainable_variables)
