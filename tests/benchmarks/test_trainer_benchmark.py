@@ -13,3 +13,5 @@ def test_quick_mode_prints_and_writes_both_ratios(tmp_path, capsys):
     assert results["stage1_s"] > 0 and results["stage2_images_per_s"] > 0 and results["bare_loop_images_per_s"] > 0
     printed = capsys.readouterr().out
     assert "stage1_vs_one_forward_pass" in printed and "stage2_vs_bare_loop_throughput" in printed
+    assert 0 < results["one_forward_pass_trace_s"] < results["one_forward_pass_s"]
+    assert results["stage1_vs_forward_without_trace"] > results["stage1_vs_one_forward_pass"]
