@@ -6,8 +6,9 @@
 2. Fine-tune throughput: stage 2's images/s (the Trainer's own input pipeline: decode, resize, augment, in
    tf.data) / a bare training-step loop over the same images already decoded in memory, same model and batch.
    Goal >= 0.9.
-Each baseline (forward pass, bare loop) runs just before and just after the side it is compared with, in several
-rounds; the reported ratios are medians over rounds.
+Each baseline runs just before and just after the side it is compared with: a forward pass around stage 1, a
+bare-loop epoch around each stage-2 epoch (this machine's speed drifts by 10-30% within seconds). The reported
+ratios are medians over several rounds.
 
 Usage: python -m benchmarks.trainer_benchmark [--quick] [--json FILE]
 (--quick uses the tiny test module and a few images; CI runs it so the script cannot rot.)
@@ -18,6 +19,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import Callable, List
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -106,25 +108,12 @@ def stage1(setup: Setup, work_dir: str) -> float:
     return seconds
 
 
-def stage2_throughput(setup: Setup, work_dir: str) -> float:
-    """Images/s of stage 2's training epochs after the first (which includes tracing)."""
-    params = TrainingParams(stage2_epochs=setup.stage2_epochs, batch_size=setup.batch_size, augment=True)
-    backbone = model.fine_tunable_backbone(setup.module_path, params.fine_tune_blocks)
-    classifier = model.build_classifier(backbone, model.build_head(5, params.dropout), setup.image_size)
-    train_images = len(list(image_dataset(setup, "train").unbatch()))
-    steps = -(-train_images // setup.batch_size)
-    result = stages.fine_tune(image_dataset(setup, "train").shuffle(64), image_dataset(setup, "eval"), classifier,
-                              [], params, steps, os.path.join(work_dir, "logs2"), cache_dir=work_dir)
-    timed_epochs = result.train_seconds_per_epoch[1:]
-    return train_images * len(timed_epochs) / sum(timed_epochs)
-
-
-def bare_loop_throughput(setup: Setup) -> float:
-    """The same model, loss and optimizer stepped over tensors already in memory: the input pipeline's ceiling."""
+def bare_epoch_runner(setup: Setup) -> Callable[[], float]:
+    """The same model, loss and optimizer stepped over tensors already in memory: the input pipeline's ceiling.
+    Returns a function that runs one epoch and returns its seconds (the step is traced before)."""
     backbone = model.fine_tunable_backbone(setup.module_path, 2)
     classifier = model.build_classifier(backbone, model.build_head(5, 0.2), setup.image_size)
     batches = list(image_dataset(setup, "train"))
-    train_images = sum(int(x.shape[0]) for x, _ in batches)
     optimizer = tf_keras.optimizers.Adam(1e-4)
     loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -137,22 +126,48 @@ def bare_loop_throughput(setup: Setup) -> float:
         return loss
 
     step(*batches[0])
-    epochs = setup.stage2_epochs - 1  # as many epochs as stage 2's timed ones
-    seconds, _ = timed(lambda: [float(step(x, y)) for _ in range(epochs) for x, y in batches])
-    return train_images * epochs / seconds
+    return lambda: timed(lambda: [float(step(x, y)) for x, y in batches])[0]
+
+
+class BareEpochAfterEachEpoch(tf_keras.callbacks.Callback):
+    """Runs one bare-loop epoch after each stage-2 epoch (after its validation, outside its timing)."""
+
+    def __init__(self, run_epoch: Callable[[], float]):
+        super().__init__()
+        self._run_epoch = run_epoch
+        self.seconds: List[float] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(self._run_epoch())
+
+
+def stage2_against_bare_loop(setup: Setup, work_dir: str) -> dict:
+    """Stage 2's epochs interleaved with bare-loop epochs. Each stage-2 epoch after the first (which decodes the
+    images and traces the step) is compared with the mean of the bare epochs just before and just after it."""
+    bare = BareEpochAfterEachEpoch(bare_epoch_runner(setup))
+    params = TrainingParams(stage2_epochs=setup.stage2_epochs, batch_size=setup.batch_size, augment=True)
+    backbone = model.fine_tunable_backbone(setup.module_path, params.fine_tune_blocks)
+    classifier = model.build_classifier(backbone, model.build_head(5, params.dropout), setup.image_size)
+    train_images = len(list(image_dataset(setup, "train").unbatch()))
+    steps = -(-train_images // setup.batch_size)
+    result = stages.fine_tune(image_dataset(setup, "train").shuffle(64), image_dataset(setup, "eval"), classifier,
+                              [], params, steps, os.path.join(work_dir, "logs2"), cache_dir=work_dir,
+                              extra_callbacks=[bare])
+    stage2_s = result.train_seconds_per_epoch[1:]
+    bare_s = [(before + after) / 2 for before, after in zip(bare.seconds, bare.seconds[1:])]
+    return {"stage2_images_per_s": train_images / _median(stage2_s),
+            "bare_loop_images_per_s": train_images / _median(bare_s),
+            "stage2_ratios": [b / s for b, s in zip(bare_s, stage2_s)]}
 
 
 def measure_once(setup: Setup, work_dir: str) -> dict:
     """One round of all four measurements; each baseline runs just before and just after the side it is compared
-    with."""
+    with (for stage 2, epoch by epoch)."""
     forward_before, trace_before = one_forward_pass(setup)
     stage1_s = stage1(setup, work_dir)
     forward_after, trace_after = one_forward_pass(setup)
-    bare_before = bare_loop_throughput(setup)
-    fit_ips = stage2_throughput(setup, work_dir)
-    bare_ips = (bare_before + bare_loop_throughput(setup)) / 2
     return {"forward_s": [forward_before, forward_after], "trace_s": [trace_before, trace_after],
-            "stage1_s": stage1_s, "stage2_images_per_s": fit_ips, "bare_loop_images_per_s": bare_ips}
+            "stage1_s": stage1_s, **stage2_against_bare_loop(setup, work_dir)}
 
 
 def _median(values) -> float:
@@ -164,15 +179,15 @@ def _mean(values) -> float:
 
 
 def run(quick: bool) -> dict:
-    """Each round gives one ratio per goal from back-to-back runs (stage 1 against the mean of the forward passes
-    just before and after it); the reported ratio is the median over rounds, the times and rates are medians too."""
+    """Stage 1: one ratio per round (against the mean of the forward passes just before and after it); stage 2:
+    one ratio per timed epoch. Reported: the median ratio; times and rates are medians too."""
     rounds = 1 if quick else ROUNDS
     with tempfile.TemporaryDirectory() as work_dir:
         setup = prepare(quick, work_dir)
         measured = [measure_once(setup, work_dir) for _ in range(rounds)]
     stage1_ratios = [m["stage1_s"] / _mean(m["forward_s"]) for m in measured]
     stage1_strict_ratios = [m["stage1_s"] / (_mean(m["forward_s"]) - _mean(m["trace_s"])) for m in measured]
-    stage2_ratios = [m["stage2_images_per_s"] / m["bare_loop_images_per_s"] for m in measured]
+    stage2_ratios = [_median(m["stage2_ratios"]) for m in measured]
     return {
         "mode": "quick" if quick else "full",
         "module": os.path.basename(setup.module_path),
@@ -188,7 +203,7 @@ def run(quick: bool) -> dict:
         "stage1_vs_forward_without_trace": round(_median(stage1_strict_ratios), 3),
         "stage2_images_per_s": round(_median([m["stage2_images_per_s"] for m in measured]), 2),
         "bare_loop_images_per_s": round(_median([m["bare_loop_images_per_s"] for m in measured]), 2),
-        "stage2_vs_bare_loop_throughput": round(_median(stage2_ratios), 3),
+        "stage2_vs_bare_loop_throughput": round(_median([r for m in measured for r in m["stage2_ratios"]]), 3),
         "per_round": {
             "one_forward_pass_s": [[round(s, 2) for s in m["forward_s"]] for m in measured],
             "stage1_s": [round(m["stage1_s"], 2) for m in measured],

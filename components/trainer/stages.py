@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import os
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -254,8 +254,12 @@ def cached_images(train: tf.data.Dataset, examples: int, batch_size: int, seed: 
 
 def fine_tune(train: tf.data.Dataset, evaluation: tf.data.Dataset, classifier: tf_keras.Model,
               unfrozen: List[str], params: TrainingParams, steps_per_epoch: int, log_dir: str,
-              cache_dir: Optional[str] = None) -> StageResult:
-    """Stage 2: trains the unfrozen top of the backbone and the head together, starting from stage 1's head."""
+              cache_dir: Optional[str] = None,
+              extra_callbacks: Sequence[tf_keras.callbacks.Callback] = ()) -> StageResult:
+    """Stage 2: trains the unfrozen top of the backbone and the head together, starting from stage 1's head.
+
+    extra_callbacks run after the stage's own (the trainer benchmark times a baseline between epochs with one).
+    """
     train = cached_images(train, steps_per_epoch * params.batch_size, params.batch_size, params.seed, cache_dir)
     if params.augment:
         train = train.map(lambda images, labels: (data.augment(images, params.seed), labels),
@@ -270,7 +274,8 @@ def fine_tune(train: tf.data.Dataset, evaluation: tf.data.Dataset, classifier: t
         epochs=params.stage2_epochs,
         verbose=0,
         callbacks=[tf_keras.callbacks.TensorBoard(os.path.join(log_dir, "stage2")), progress,
-                   FailOnDivergence("stage 2", "--stage2-learning-rate", params.stage2_learning_rate)],
+                   FailOnDivergence("stage 2", "--stage2-learning-rate", params.stage2_learning_rate),
+                   *extra_callbacks],
     )
     loss, accuracy = classifier.evaluate(without_autotuning(evaluation), verbose=0)
     return StageResult("stage2", _history(history), float(loss), float(accuracy), unfrozen,
