@@ -104,8 +104,9 @@ class FailOnDivergence(tf_keras.callbacks.Callback):
 def without_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """The dataset with tf.data's autotuning off, for input that feeds the backbone.
 
-    On a 2-core CPU machine a backbone pass over an autotuned pipeline ran on one core in about 4 of 10 passes
-    (same CPU time, 1.6x the wall time, the other core idle); with autotuning off, 20 of 20 passes used both.
+    Measured ad hoc on a 2-core CPU VM (not part of the benchmark): a backbone pass over an autotuned pipeline ran
+    on one core in about 4 of 10 passes (same CPU time, 1.6x the wall time, the other core idle); with autotuning
+    off, 20 of 20 passes used both.
     Parallel maps still use as many threads as there are cores.
     """
     options = tf.data.Options()
@@ -261,6 +262,7 @@ def fine_tune(train: tf.data.Dataset, evaluation: tf.data.Dataset, classifier: t
     extra_callbacks run after the stage's own (the trainer benchmark times a baseline between epochs with one).
     """
     train = cached_images(train, steps_per_epoch * params.batch_size, params.batch_size, params.seed, cache_dir)
+    evaluation = without_autotuning(evaluation)
     if params.augment:
         train = train.map(lambda images, labels: (data.augment(images, params.seed), labels),
                           num_parallel_calls=tf.data.AUTOTUNE)
@@ -270,13 +272,13 @@ def fine_tune(train: tf.data.Dataset, evaluation: tf.data.Dataset, classifier: t
     progress = ProgressLogger("stage 2", params.stage2_epochs)
     history = classifier.fit(
         without_autotuning(train.prefetch(_PREFETCH_BATCHES)),
-        validation_data=without_autotuning(evaluation),
+        validation_data=evaluation,
         epochs=params.stage2_epochs,
         verbose=0,
         callbacks=[tf_keras.callbacks.TensorBoard(os.path.join(log_dir, "stage2")), progress,
                    FailOnDivergence("stage 2", "--stage2-learning-rate", params.stage2_learning_rate),
                    *extra_callbacks],
     )
-    loss, accuracy = classifier.evaluate(without_autotuning(evaluation), verbose=0)
+    loss, accuracy = classifier.evaluate(evaluation, verbose=0)
     return StageResult("stage2", _history(history), float(loss), float(accuracy), unfrozen,
                        train_seconds_per_epoch=progress.train_seconds)
