@@ -101,9 +101,6 @@ def check_cluster_settings(config: PipelineConfig, target: str) -> None:
     if config.span_window > 1:
         raise ConfigError("span_window > 1 cannot run on Vertex/Kubeflow: KubeflowV2DagRunner compiles only the "
                           "latest-artifact and latest-blessed-model resolvers. Use span_window 1 (the latest span).")
-    if config.warm_start:
-        raise ConfigError("warm_start only works with `hubtfx run` (it reads the local serving folder); "
-                          "compile without --warm-start.")
     paths = {"output_dir": config.output_dir, "data_root": config.data_root, "serving_dir": config.serving_dir,
              "dataflow_temp_location": config.dataflow_temp_location if target == "vertex" else ""}
     for name, value in paths.items():
@@ -132,7 +129,8 @@ def resolve_module_for_cluster(config: PipelineConfig) -> PipelineConfig:
         contract = module_contract.read_contract(local)
         return dataclasses.replace(
             config, module_path=IMAGE_MODULE_DIR, module_sha256=builder.module_sha256(local),
-            image_size=tuple(config.image_size or contract.image_size), value_range=tuple(contract.value_range))
+            image_size=tuple(config.image_size or contract.image_size), value_range=tuple(contract.value_range),
+            resize_method=contract.resize_method)
     if handle.startswith("gs://"):
         return dataclasses.replace(module_resolution.resolve(config), module_path=handle)
     raise ConfigError(f"--hub-handle {handle!r} is not readable by the cluster's steps. Copy the module folder to "

@@ -183,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="One retraining step for cron or a CI schedule. If --data-root has a span-<N> folder newer "
                     "than the last one processed\n(recorded in <output>/retrain_state.json), run the pipeline on "
-                    "it (--span-window N trains on the last N spans,\n--warm-start starts from the served model's "
-                    "head); otherwise exit 0 at once. Only one retrain runs per output folder.",
+                    "it (--span-window N trains on the last N spans);\n"
+                    "otherwise exit 0 at once. Only one retrain runs per output folder.",
         epilog="Exit codes: 0 nothing new (or the new model equals the served one), 1 unexpected failure (retried "
                "on the next run),\n2 bad config or data: data anomalies stopped the run before training, "
                "3 trained but not blessed (serving unchanged),\n4 a new model was pushed.\n"
@@ -233,9 +233,7 @@ def _expected_errors():
     from pipeline.hub_modules.contract import ContractError  # pylint: disable=import-outside-toplevel
     from pipeline.hub_modules.vetting import UnsafeModuleError  # pylint: disable=import-outside-toplevel
     from components.gate.anomalies import DataAnomaliesError  # pylint: disable=import-outside-toplevel
-    from components.trainer.stages import TrainingDivergedError  # pylint: disable=import-outside-toplevel
-    return (config_lib.ConfigError, DataLayoutError, ContractError, UnsafeModuleError, DataAnomaliesError,
-            TrainingDivergedError)
+    return (config_lib.ConfigError, DataLayoutError, ContractError, UnsafeModuleError, DataAnomaliesError)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

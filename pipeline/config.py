@@ -11,6 +11,10 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import yaml
 
+from components.trainer.params import TrainingParams
+from components.transform.policies import ASPECT_POLICIES
+
+_TRAINING = TrainingParams()
 DEFAULT_OUTPUT_DIR = "hubtfx_output"
 
 
@@ -42,27 +46,38 @@ class PipelineConfig:
     image_size: Optional[Tuple[int, int]] = _field(
         None, "Input height and width for the module, e.g. 224,224. Default: the module's declared contract.",
         "module")
+    aspect: str = _field("squash", "How images reach the module's input size: 'squash' resizes each side "
+                                   "(shapes distort), 'crop' takes the largest centred box of the input's "
+                                   "aspect ratio, 'pad' fits the whole image and pads with black.", "module")
     allow_unsafe_module_ops: bool = _field(
         False, "Use a module even if its graph contains file-system, process or Python-callback ops.", "module")
 
-    # --- training ---
-    batch_size: int = _field(16, "Batch size of both training stages.", "training")
-    dropout: float = _field(0.2, "Dropout rate before the new classification head.", "training")
-    stage1_epochs: int = _field(30, "Maximum head-training epochs on frozen backbone features (cheap: the "
-                                    "features are computed once).", "training")
-    stage1_learning_rate: float = _field(1e-3, "Learning rate of stage 1 (head only).", "training")
-    early_stopping_patience: int = _field(5, "Stage-1 epochs without eval-loss improvement before stopping.",
-                                          "training")
-    fine_tune_blocks: str = _field("2", "Stage 2: number of top backbone blocks to unfreeze; 0 skips stage 2, "
-                                        "'all' unfreezes the whole backbone.", "training")
-    stage2_epochs: int = _field(2, "Fine-tuning epochs (stage 2).", "training")
-    stage2_learning_rate: Optional[float] = _field(
-        None, "Peak learning rate of stage 2. Default: stage1_learning_rate / 10.", "training")
-    augment: bool = _field(True, "Random flip and crop during stage 2 only.", "training")
-    seed: int = _field(0, "Random seed of the training stages.", "training")
-    warm_start: bool = _field(False, "Start the new head from the last pushed model's head when its classes and "
-                                     "backbone feature size match (otherwise train it from scratch).",
-                              "training")
+    # --- training (defaults: components.trainer.params.TrainingParams, the one definition) ---
+    batch_size: int = _field(_TRAINING.batch_size, "Batch size of stage 2 and of the feature pass.", "training")
+    cv_folds: int = _field(_TRAINING.cv_folds, "Stage 1: stratified cross-validation folds on the training "
+                                               "features that choose the head's L2 strength and feature levels.",
+                           "training")
+    feature_levels: str = _field(_TRAINING.feature_levels, "Stage 1 features: 'auto' lets cross-validation choose "
+                                 "between the module's feature vector and all its feature levels (pooled "
+                                 "intermediate blocks, where the module has them); 'default' or 'all' forces one.",
+                                 "training")
+    class_weight: str = _field(_TRAINING.class_weight, "'balanced' weighs every class the same in the loss "
+                                                       "whatever its image count; 'none' weighs every image the "
+                                                       "same.", "training")
+    dropout: float = _field(_TRAINING.dropout, "Dropout before the head during stage 2.", "training")
+    fine_tune_blocks: str = _field(str(_TRAINING.fine_tune_blocks), "Stage 2: number of top backbone blocks to "
+                                   "unfreeze; 0 skips stage 2, 'all' unfreezes the whole backbone.", "training")
+    stage2_epochs: int = _field(_TRAINING.stage2_epochs, "Stage 2: most fine-tuning epochs (early stopping on "
+                                                         "the validation slice usually ends it sooner).", "training")
+    stage2_learning_rate: float = _field(_TRAINING.stage2_learning_rate, "Peak learning rate of stage 2 (Adam, "
+                                                                         "warm-up then cosine decay).", "training")
+    stage2_patience: int = _field(_TRAINING.stage2_patience, "Stage 2 epochs without a lower validation loss "
+                                                             "before stopping.", "training")
+    validation_fraction: float = _field(_TRAINING.validation_fraction, "Share of each class's training images "
+                                        "held out to judge stage 2 (never the eval split).", "training")
+    augment: bool = _field(_TRAINING.augment, "Random flip and crop during stage 2 only.", "training")
+    seed: int = _field(_TRAINING.seed, "Random seed of every training choice (folds, validation slice, "
+                                       "shuffling, augmentation).", "training")
 
     # --- evaluation ---
     accuracy_threshold: float = _field(0.5, "Minimum eval accuracy for a model to be blessed and pushed.",
@@ -103,8 +118,7 @@ class PipelineConfig:
     module_path: str = dataclasses.field(default="", metadata={"internal": True})
     module_sha256: str = dataclasses.field(default="", metadata={"internal": True})
     value_range: Tuple[float, float] = dataclasses.field(default=(0.0, 1.0), metadata={"internal": True})
-    # Filled by pipeline.local_runner.with_warm_start when warm_start is set: the served version's folder.
-    warm_start_from: str = dataclasses.field(default="", metadata={"internal": True})
+    resize_method: str = dataclasses.field(default="bilinear", metadata={"internal": True})
     # Filled by the Kubeflow runner: the curated schema's path inside the container image.
     schema_path: str = dataclasses.field(default="", metadata={"internal": True})
 
@@ -143,8 +157,6 @@ class PipelineConfig:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}.")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}.")
-        if self.stage1_epochs < 1:
-            raise ConfigError(f"stage1_epochs must be at least 1, got {self.stage1_epochs}.")
         if self.stage2_epochs < 0:
             raise ConfigError(f"stage2_epochs must be 0 or more, got {self.stage2_epochs}.")
         if not 0 <= self.max_accuracy_drop <= 1:
@@ -152,6 +164,12 @@ class PipelineConfig:
         if not 0 <= self.accuracy_threshold <= 1:
             raise ConfigError(f"accuracy_threshold must be in [0, 1], got {self.accuracy_threshold}.")
         parse_fine_tune_blocks(self.fine_tune_blocks)
+        if self.aspect not in ASPECT_POLICIES:
+            raise ConfigError(f"aspect must be one of {ASPECT_POLICIES}, got {self.aspect!r}.")
+        try:
+            TrainingParams.from_custom_config(self.training_params())
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if self.span_window < 1:
             raise ConfigError(f"span_window must be at least 1, got {self.span_window}.")
         if self.span_window > 1 and not self.use_spans:
@@ -169,24 +187,9 @@ class PipelineConfig:
 
     # ------------------------------------------------------------------ parameters handed to user code
     def training_params(self) -> Dict[str, Any]:
-        """The Trainer's custom_config: plain JSON types only (it is serialised into the pipeline)."""
-        return {
-            "batch_size": self.batch_size,
-            "dropout": self.dropout,
-            "stage1_epochs": self.stage1_epochs,
-            "stage1_learning_rate": self.stage1_learning_rate,
-            "early_stopping_patience": self.early_stopping_patience,
-            "fine_tune_blocks": self.fine_tune_blocks,
-            "stage2_epochs": self.stage2_epochs,
-            "stage2_learning_rate": self.effective_stage2_learning_rate,
-            "augment": self.augment,
-            "seed": self.seed,
-            "warm_start_from": self.warm_start_from,
-        }
-
-    @property
-    def effective_stage2_learning_rate(self) -> float:
-        return self.stage2_learning_rate if self.stage2_learning_rate is not None else self.stage1_learning_rate / 10
+        """The Trainer's custom_config: the TrainingParams fields, as plain JSON types (serialised into the
+        pipeline)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingParams) if hasattr(self, f.name)}
 
 
 def parse_fine_tune_blocks(value: str) -> Optional[int]:

@@ -1,10 +1,8 @@
 """Runs `create_pipeline(config)` locally: LocalDagRunner, Beam DirectRunner, SQLite ML Metadata."""
-import dataclasses
 import logging
 
 from tfx import v1 as tfx
 
-from components.pusher import serving
 from pipeline import output_folder, report, run_summary
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
@@ -17,13 +15,6 @@ LOCAL_BEAM_ARGS = ["--runner=DirectRunner", "--direct_running_mode=in_memory", "
 
 def metadata_connection_config(config: PipelineConfig):
     return tfx.orchestration.metadata.sqlite_metadata_connection_config(config.resolved_metadata_path)
-
-
-def with_warm_start(config: PipelineConfig) -> PipelineConfig:
-    """With warm_start, the Trainer starts from the head of the version being served now (if any)."""
-    if not config.warm_start:
-        return config
-    return dataclasses.replace(config, warm_start_from=serving.latest_version_dir(config.push_base_dir) or "")
 
 
 def run_local(config: PipelineConfig) -> run_summary.RunSummary:
@@ -43,7 +34,6 @@ def run_local(config: PipelineConfig) -> run_summary.RunSummary:
 
 
 def _run_pipeline(config: PipelineConfig) -> run_summary.RunSummary:
-    config = with_warm_start(config)
     logging.info("Running pipeline %r: data %s, output %s", config.pipeline_name, config.resolved_data_root,
                  config.output_dir)
     tfx.orchestration.LocalDagRunner().run(

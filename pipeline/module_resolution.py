@@ -48,7 +48,7 @@ def local_module_path(config: PipelineConfig) -> str:
 
 
 def resolve(config: PipelineConfig) -> PipelineConfig:
-    """Returns `config` with module_path, module_sha256, image_size and value_range filled in."""
+    """Returns `config` with module_path, module_sha256, image_size, value_range and resize_method filled in."""
     path = local_module_path(config)
     report = vetting.vet_module(path, allow_unsafe_ops=config.allow_unsafe_module_ops)
     logging.info("Module %s vetted: %s", path, report)
@@ -59,6 +59,7 @@ def resolve(config: PipelineConfig) -> PipelineConfig:
         module_sha256=builder.module_sha256(path),
         image_size=tuple(config.image_size or contract.image_size),
         value_range=tuple(contract.value_range),
+        resize_method=contract.resize_method,
     )
 
 

@@ -145,6 +145,7 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
         materialize=False,
         disable_statistics=True,
         custom_config={"image_size": list(config.image_size), "value_range": list(config.value_range),
+                       "resize_method": config.resize_method, "aspect": config.aspect,
                        "code": source_fingerprint(components.transform)},
     )
     # Nothing trains on data with anomalies: the Trainer needs Transform's output, Transform waits for the gate.

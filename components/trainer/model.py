@@ -1,5 +1,8 @@
 """The model: a TF Hub backbone (`hub.KerasLayer`) with a new classification head.
 
+With feature levels (ModuleContract.feature_levels), the backbone layer is called with `return_levels=True`
+(through hub.KerasLayer's `arguments`) and the head reads the chosen levels concatenated in a fixed order.
+
 Fine-tuning selects backbone variables by name: modules built by hubtfx name them `stem/...`, `block_NN/...`,
 `head/...`, and the top K blocks are the K highest of those (head counts as the topmost block).
 """
@@ -12,6 +15,9 @@ import tensorflow_hub as hub
 import tf_keras
 
 from components.trainer.params import FALLBACK_FRACTION_PER_BLOCK
+from pipeline.hub_modules.contract import DEFAULT_LEVEL
+
+LEVEL_ARGUMENTS = {"return_levels": True}
 
 _BLOCK_RE = re.compile(r"(?:^|/)block_(\d+)(?:/|_)")
 _HEAD_RE = re.compile(r"(?:^|/)head(?:/|_)")
@@ -69,13 +75,21 @@ class PartiallyTrainableKerasLayer(hub.KerasLayer):
         super()._add_existing_weight(weight, trainable=bool(trainable) and id(weight) in self._selected_ids)
 
 
-def frozen_backbone(module_path: str) -> hub.KerasLayer:
-    return hub.KerasLayer(module_path, trainable=False, name="backbone")
+def _level_arguments(levels: Sequence[str]):
+    """hub.KerasLayer arguments: the dict of levels only when more than the feature vector is needed."""
+    return dict(LEVEL_ARGUMENTS) if tuple(levels) != (DEFAULT_LEVEL,) else None
 
 
-def fine_tunable_backbone(module_path: str, blocks: Optional[int]) -> PartiallyTrainableKerasLayer:
+def frozen_backbone(module_path: str, levels: Sequence[str] = (DEFAULT_LEVEL,)) -> hub.KerasLayer:
+    """The frozen module: images -> features [b, d], or a dict of levels when `levels` is more than default."""
+    return hub.KerasLayer(module_path, trainable=False, arguments=_level_arguments(levels), name="backbone")
+
+
+def fine_tunable_backbone(module_path: str, blocks: Optional[int],
+                          levels: Sequence[str] = (DEFAULT_LEVEL,)) -> PartiallyTrainableKerasLayer:
     layer = PartiallyTrainableKerasLayer(
-        module_path, select=lambda variables: select_fine_tune_variables(variables, blocks), name="backbone")
+        module_path, select=lambda variables: select_fine_tune_variables(variables, blocks),
+        arguments=_level_arguments(levels), name="backbone")
     logging.info("Stage 2 unfreezes %d backbone variables: %s", len(layer.selected_variable_names),
                  ", ".join(layer.selected_variable_names))
     return layer
@@ -87,10 +101,25 @@ def build_head(num_classes: int, dropout: float) -> tf_keras.Sequential:
         [tf_keras.layers.Dropout(dropout), tf_keras.layers.Dense(num_classes, name="logits")], name="head")
 
 
-def build_classifier(backbone: hub.KerasLayer, head: tf_keras.Model, image_size: Sequence[int]) -> tf_keras.Model:
-    """images [b, h, w, 3] -> logits [b, num_classes]."""
+def set_head_weights(head: tf_keras.Model, kernel, bias) -> None:
+    """Builds the head for kernel's input size and sets its dense layer (see head.HeadFit)."""
+    head.build((None, int(kernel.shape[0])))
+    head.get_layer("logits").set_weights([kernel, bias])
+
+
+def select_levels(outputs, levels: Sequence[str]) -> tf.Tensor:
+    """The backbone's output for the head: the tensor itself, or the chosen levels concatenated in order."""
+    if not isinstance(outputs, dict):
+        return outputs
+    chosen = [outputs[name] for name in levels]
+    return chosen[0] if len(chosen) == 1 else tf_keras.layers.Concatenate(name="feature_levels")(chosen)
+
+
+def build_classifier(backbone: hub.KerasLayer, head: tf_keras.Model, image_size: Sequence[int],
+                     levels: Sequence[str] = (DEFAULT_LEVEL,)) -> tf_keras.Model:
+    """images float32 [b, h, w, 3] -> logits float32 [b, num_classes]."""
     images = tf_keras.Input(shape=(int(image_size[0]), int(image_size[1]), 3), name="image")
-    return tf_keras.Model(images, head(backbone(images)), name="classifier")
+    return tf_keras.Model(images, head(select_levels(backbone(images), levels)), name="classifier")
 
 
 def compile_classifier(model: tf_keras.Model, learning_rate) -> None:

@@ -5,31 +5,55 @@ from typing import Any, Mapping, Optional
 # Fine-tuning a module whose variable names carry no block structure unfreezes this share of its variables,
 # taken from the end (the layers closest to the output), per requested block.
 FALLBACK_FRACTION_PER_BLOCK = 0.1
+FEATURE_LEVEL_CHOICES = ("auto", "default", "all")
+CLASS_WEIGHT_CHOICES = ("balanced", "none")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingParams:
+    """Every choice the Trainer makes uses only the train split (see components/trainer/stages.py)."""
+
     batch_size: int = 16
-    dropout: float = 0.2
-    stage1_epochs: int = 30
-    stage1_learning_rate: float = 1e-3
-    early_stopping_patience: int = 5
+    cv_folds: int = 5  # stage 1: stratified folds choosing the L2 strength and the feature levels
+    feature_levels: str = "auto"  # auto: cross-validation chooses; default: feature vector only; all: every level
+    class_weight: str = "balanced"  # balanced: each class weighs the same in the loss, whatever its count
+    dropout: float = 0.0  # before the head, in stage 2 only (stage 1 is regularised by its L2 strength)
     fine_tune_blocks: Optional[int] = 2  # None: every block
-    stage2_epochs: int = 2
+    stage2_epochs: int = 8  # at most; early stopping on the validation slice ends it sooner
     stage2_learning_rate: float = 1e-4
+    stage2_patience: int = 2  # epochs without a lower validation loss before stopping
+    validation_fraction: float = 0.2  # of each class's training examples, held out to judge stage 2
+    min_validation_examples: int = 10  # fewer: stage 2 cannot be judged, so it is skipped
     augment: bool = True
     seed: int = 0
     warmup_fraction: float = 0.1
-    warm_start_from: str = ""  # a pushed model folder whose head seeds stage 1; empty: train from scratch
 
     @classmethod
     def from_custom_config(cls, config: Mapping[str, Any]) -> "TrainingParams":
+        """Raises ValueError on an unknown key (a typo would otherwise be silently ignored) or a bad value."""
         known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in config.items() if k in known}
-        blocks = str(values.get("fine_tune_blocks", cls.fine_tune_blocks)).strip().lower()
-        values["fine_tune_blocks"] = None if blocks == "all" else int(blocks)
-        return cls(**values)
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"Unknown training parameters {unknown}; known: {sorted(known)}.")
+        values = dict(config)
+        if "fine_tune_blocks" in values:
+            blocks = str(values["fine_tune_blocks"]).strip().lower()
+            values["fine_tune_blocks"] = None if blocks == "all" else int(blocks)
+        params = cls(**values)
+        if params.feature_levels not in FEATURE_LEVEL_CHOICES:
+            raise ValueError(f"feature_levels must be one of {FEATURE_LEVEL_CHOICES}, got {params.feature_levels!r}.")
+        if params.class_weight not in CLASS_WEIGHT_CHOICES:
+            raise ValueError(f"class_weight must be one of {CLASS_WEIGHT_CHOICES}, got {params.class_weight!r}.")
+        if not 0 < params.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {params.validation_fraction}.")
+        if params.cv_folds < 2:
+            raise ValueError(f"cv_folds must be at least 2, got {params.cv_folds}.")
+        return params
 
     @property
     def fine_tune_enabled(self) -> bool:
         return self.stage2_epochs > 0 and self.fine_tune_blocks != 0
+
+    @property
+    def sklearn_class_weight(self) -> Optional[str]:
+        return None if self.class_weight == "none" else self.class_weight

@@ -1,17 +1,19 @@
-"""Trainer entry point (`run_fn`), referenced by dotted path from the pipeline."""
+"""Trainer entry point (`run_fn`), referenced by dotted path from the pipeline, and the two-stage recipe."""
+import dataclasses
 import json
 import logging
 import os
-import shutil
-import tempfile
 from typing import List
+
+import numpy as np
 
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
-from components.trainer import data, export, model, stages, warm_start
+from components.trainer import data, export, model, stages
+from components.trainer import head as head_lib
 from components.trainer.params import TrainingParams
 from pipeline.hub_modules import contract as module_contract
 
@@ -71,72 +73,123 @@ def distribution_strategy() -> tf.distribute.Strategy:
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """Trains stage 1 (head on cached features) and stage 2 (fine-tuning), keeps the better, exports."""
+    """Trains stage 1 (linear head on cached features) and stage 2 (fine-tuning), keeps the better, exports.
+
+    Only the train split is read; fn_args.eval_files are left to the Evaluator.
+    """
     params = TrainingParams.from_custom_config(fn_args.custom_config or {})
-    tf_keras.utils.set_random_seed(params.seed)
+    make_deterministic(params.seed)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     module_path = module_dir(fn_args.base_model)
-    check_transform_matches_module(tft_output, module_path)
+    contract = check_transform_matches_module(tft_output, module_path)
     image_size = tft_output.transformed_feature_spec()[data.preprocessing.TRANSFORMED_IMAGE_KEY].shape[:2]
     class_names = read_class_names(fn_args.train_files)
     logging.info("Training a %d-class head on %s (%s)", len(class_names), module_path, ", ".join(class_names))
-
-    def split(files, shuffle):
-        return data.transformed_dataset(files, fn_args.data_accessor, tft_output, params.batch_size,
-                                        shuffle=shuffle, seed=params.seed)
-
-    train, evaluation = split(fn_args.train_files, True), split(fn_args.eval_files, False)
-    work_dir = tempfile.mkdtemp(prefix="hubtfx-trainer-")
-    try:
-        with distribution_strategy().scope():
-            classifier, results, chosen = train_both_stages(
-                train, evaluation, module_path, image_size, len(class_names), params, work_dir,
-                fn_args.model_run_dir, warm_head=warm_start.load_head(params.warm_start_from, class_names))
-        write_history(fn_args.model_run_dir, results, chosen, class_names, module_path)
-        export.export_serving_model(classifier, tft_output, class_names, fn_args.serving_model_dir)
-        warm_start.save_head(classifier.get_layer("head"), class_names, fn_args.serving_model_dir)
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
+    # In file order, unshuffled: the validation slice is chosen by row, and stage 2 shuffles after decoding.
+    train = data.transformed_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, params.batch_size)
+    with distribution_strategy().scope():
+        outcome = train_both_stages(train, module_path, image_size, len(class_names), params, fn_args.model_run_dir,
+                                    available_levels=contract.feature_levels if contract else ())
+    write_history(fn_args.model_run_dir, outcome, class_names, module_path)
+    export.export_serving_model(outcome.classifier, tft_output, class_names, fn_args.serving_model_dir)
 
 
-def train_both_stages(train, evaluation, module_path, image_size, num_classes, params, work_dir, log_dir,
-                      warm_head=None):
-    """Stage 1, then (if enabled) stage 2 from stage 1's head; returns the better classifier and both results.
+def make_deterministic(seed: int) -> None:
+    """Seeds Python, NumPy and TF, and turns on TF's op determinism: the same data, config and seed give the same
+    model. Measured cost on 2 CPU cores: see README "Training, in two stages"."""
+    tf_keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
 
-    warm_head: weights of an earlier model's head to start stage 1 from (see warm_start.load_head).
+
+@dataclasses.dataclass
+class TrainingOutcome:
+    """The model to export and what each stage did (see stages.StageResult and head.HeadFit)."""
+
+    classifier: tf_keras.Model
+    stage1_classifier: tf_keras.Model
+    head_fit: head_lib.HeadFit
+    stages: List[stages.StageResult]
+    chosen: str
+
+
+def train_both_stages(train: tf.data.Dataset, module_path: str, image_size, num_classes: int,
+                      params: TrainingParams, log_dir: str, available_levels=()) -> TrainingOutcome:
+    """Stage 1, then (if enabled and judgeable) stage 2; returns the classifier to export.
+
+    train: (images float32 [b, h, w, 3], labels int64 [b]) batches in a fixed order (read twice).
+    available_levels: the module's feature levels (ModuleContract.feature_levels); params.feature_levels says
+    which level sets stage 1's cross-validation may choose from.
     """
-    head = model.build_head(num_classes, params.dropout)
-    frozen = model.frozen_backbone(module_path)
-    if warm_head is not None:
-        features = frozen(tf.zeros([1, int(image_size[0]), int(image_size[1]), 3]))
-        warm_start.initialise_head(head, warm_head, int(features.shape[-1]))
-    stage1 = stages.train_head(train, evaluation, frozen, head, params, work_dir, log_dir)
-    logging.info("Stage 1: eval accuracy %.4f, loss %.4f", stage1.eval_accuracy, stage1.eval_loss)
+    candidates = level_candidates(available_levels, params.feature_levels)
+    every_level = tuple(dict.fromkeys(name for levels in candidates for name in levels))
+    extract = stages.feature_extractor(model.frozen_backbone(module_path, every_level), train.element_spec[0])
+    features = stages.extract_features(train, extract)
+    fit = head_lib.fit_head(features, num_classes, candidates, params.cv_folds, params.sklearn_class_weight,
+                            params.seed)
+    stage1 = stages.StageResult("stage1", train_examples=len(features), outcome=(
+        f"levels {'+'.join(fit.levels)}, C {fit.c:g} chosen by {fit.folds}-fold cross-validation "
+        f"(accuracy {fit.cv_accuracy:.3f})" if fit.folds else f"levels {'+'.join(fit.levels)}, C {fit.c:g} "
+        "(too few examples per class to cross-validate)"))
+    stage1_classifier = _classifier(model.frozen_backbone(module_path, fit.levels), fit, num_classes,
+                                    params.dropout, image_size)
+    logging.info("Stage 1: %s", stage1.outcome)
     if not params.fine_tune_enabled:
-        return model.build_classifier(frozen, head, image_size), [stage1], stage1
+        stage1.outcome += "; stage 2 is off (fine_tune_blocks 0 or stage2_epochs 0)"
+        return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1], "stage1")
 
-    backbone = model.fine_tunable_backbone(module_path, params.fine_tune_blocks)
-    tuned = model.build_classifier(backbone, head, image_size)
-    stage1_weights = [w.numpy() for w in tuned.trainable_weights]
-    steps_per_epoch = -(-stage1.train_examples // params.batch_size)
-    stage2 = stages.fine_tune(train, evaluation, tuned, backbone.selected_variable_names, params, steps_per_epoch,
-                              log_dir, cache_dir=work_dir)
-    logging.info("Stage 2: eval accuracy %.4f, loss %.4f", stage2.eval_accuracy, stage2.eval_loss)
-    if stage2.better_than(stage1):
-        logging.info("Keeping stage 2.")
-        return tuned, [stage1, stage2], stage2
-    logging.info("Stage 2 did not beat stage 1 on the eval split; keeping stage 1's weights.")
-    for weight, value in zip(tuned.trainable_weights, stage1_weights):
-        weight.assign(value)
-    return tuned, [stage1, stage2], stage1
+    held_out = stages.validation_rows(features.labels, params.validation_fraction, params.seed)
+    if held_out.sum() < params.min_validation_examples:
+        skipped = stages.StageResult("stage2", outcome=(
+            f"skipped: the validation slice would hold {int(held_out.sum())} images, fewer than "
+            f"{params.min_validation_examples}, too few to tell whether fine-tuning helps; add training images"))
+        logging.info("Stage 2 %s.", skipped.outcome)
+        return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, skipped], "stage1")
+
+    fitting_rows = np.flatnonzero(~held_out)
+    fitting_fit = head_lib.fit_head(features, num_classes, candidates, params.cv_folds,
+                                    params.sklearn_class_weight, params.seed, fixed=fit, rows=fitting_rows)
+    reference = stages.softmax_metrics(fitting_fit.logits(features, np.flatnonzero(held_out)),
+                                       features.labels[held_out])
+    stage1.validation_loss, stage1.validation_accuracy = reference["loss"], reference["accuracy"]
+    backbone = model.fine_tunable_backbone(module_path, params.fine_tune_blocks, fit.levels)
+    tuned = _classifier(backbone, fitting_fit, num_classes, params.dropout, image_size)
+    fitting, validation = stages.split_images(train, held_out, params.batch_size, params.seed)
+    stage2 = stages.fine_tune(fitting, validation, tuned, backbone.selected_variable_names, params,
+                              -(-len(fitting_rows) // params.batch_size), reference, log_dir)
+    stage2.train_examples, stage2.validation_examples = len(fitting_rows), int(held_out.sum())
+    logging.info("Stage 2 %s.", stage2.outcome)
+    if stage2.best_epoch:
+        return TrainingOutcome(tuned, stage1_classifier, fit, [stage1, stage2], "stage2")
+    return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, stage2], "stage1")
 
 
-def write_history(model_run_dir: str, results, chosen, class_names, module_path) -> None:
-    """A small JSON of both stages' curves and final eval metrics, for reports (TensorBoard has the rest)."""
+def level_candidates(available, choice: str):
+    """The level sets stage 1 may choose from, per params.feature_levels (auto, default or all)."""
+    candidates = head_lib.level_candidates(available)
+    if choice == "default":
+        return candidates[:1]
+    if choice == "all":
+        return candidates[-1:]
+    return candidates
+
+
+def _classifier(backbone, fit: head_lib.HeadFit, num_classes: int, dropout: float, image_size) -> tf_keras.Model:
+    head = model.build_head(num_classes, dropout)
+    model.set_head_weights(head, fit.kernel, fit.bias)
+    return model.build_classifier(backbone, head, image_size, fit.levels)
+
+
+def write_history(model_run_dir: str, outcome: TrainingOutcome, class_names, module_path) -> None:
+    """A small JSON of the choices made, both stages' curves and validation metrics, for the summary and report
+    (TensorBoard has the rest)."""
     payload = {
-        "stages": {r.name: {"history": r.history, "eval_loss": r.eval_loss, "eval_accuracy": r.eval_accuracy,
-                            "unfrozen_variables": r.unfrozen_variables} for r in results},
-        "chosen_stage": chosen.name,
+        "stages": {r.name: {"history": r.history, "validation_loss": r.validation_loss,
+                            "validation_accuracy": r.validation_accuracy, "outcome": r.outcome,
+                            "train_examples": r.train_examples, "validation_examples": r.validation_examples,
+                            "best_epoch": r.best_epoch, "unfrozen_variables": r.unfrozen_variables}
+                   for r in outcome.stages},
+        "stage1_head": outcome.head_fit.summary(),
+        "chosen_stage": outcome.chosen,
         "class_names": list(class_names),
         "module": module_path,
     }

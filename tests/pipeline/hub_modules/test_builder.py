@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.hub_modules import builder
-from pipeline.hub_modules.builder import DEFAULT_LICENSE_NOTE, build_module, module_dir_for, module_sha256
+from pipeline.hub_modules.builder import DEFAULT_LICENSE_NOTE, MODULE_VERSION, build_module, module_dir_for, module_sha256
 
 
 def _files(root):
@@ -24,7 +24,7 @@ def test_two_builds_are_byte_identical(feature_vector_module, tmp_path):
 
 
 def test_module_lives_in_the_cache_folder(feature_vector_module, module_cache):
-    assert feature_vector_module == os.path.join(module_cache, "modules", "efficientnet_lite0_feature_vector_v1")
+    assert feature_vector_module == os.path.join(module_cache, "modules", f"efficientnet_lite0_feature_vector_{MODULE_VERSION}")
     assert os.listdir(os.path.join(module_cache, "modules")) and not any(
         name.startswith(".") for name in os.listdir(os.path.join(module_cache, "modules"))
     ), "no staging folders may be left behind"
@@ -84,7 +84,7 @@ def test_incomplete_module_folder_is_rebuilt(tmp_path, monkeypatch):
 
 def test_cache_dir_defaults_to_environment_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("HUBTFX_CACHE_DIR", str(tmp_path))
-    assert module_dir_for("classification") == str(tmp_path / "modules" / "efficientnet_lite0_classification_v1")
+    assert module_dir_for("classification") == str(tmp_path / "modules" / f"efficientnet_lite0_classification_{MODULE_VERSION}")
     monkeypatch.delenv("HUBTFX_CACHE_DIR")
     assert module_dir_for("classification").startswith(os.path.expanduser("~/.cache/hubtfx/"))
 
