@@ -23,7 +23,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-import tf_keras  # noqa: E402
 from ml_metadata.metadata_store import metadata_store  # noqa: E402
 
 import components.trainer  # noqa: E402
@@ -33,7 +32,7 @@ from components.trainer.params import TrainingParams  # noqa: E402
 from components.transform import image_ops  # noqa: E402
 from pipeline import local_runner, module_resolution, sample_data  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
-from pipeline.hub_modules import builder, tiny  # noqa: E402
+from pipeline.hub_modules import builder, contract as module_contract, tiny  # noqa: E402
 from pipeline.pipeline import source_fingerprint  # noqa: E402
 from benchmarks import common  # noqa: E402
 
@@ -48,7 +47,8 @@ def prepare(quick: bool, work_dir: str) -> PipelineConfig:
     sample_data.generate_dataset(data_root, images_per_class=images_per_class, seed=SAMPLE_SEED)
     if quick:
         config = PipelineConfig(hub_handle=tiny.build_tiny_module(os.path.join(work_dir, "tiny"), image_size=32),
-                                stage1_epochs=3, stage2_epochs=1, batch_size=8, accuracy_threshold=0.0)
+                                stage2_epochs=1, batch_size=8, min_validation_examples=2, cv_folds=2,
+                                accuracy_threshold=0.0)
     else:
         builder.build_module("feature_vector")  # built (or found in the cache) before any clock starts
         config = PipelineConfig()
@@ -85,27 +85,25 @@ def plain_script(config: PipelineConfig, work_dir: str) -> float:
     `config` is resolved (module path and input size filled in): a script would hard-code them.
     """
     params = TrainingParams.from_custom_config(config.training_params())
-    tf_keras.utils.set_random_seed(params.seed)
+    trainer_run.make_deterministic(params.seed)
     classes = sorted(os.listdir(config.data_root))
     paths = [f"{c}/{name}" for c in classes for name in sorted(os.listdir(os.path.join(config.data_root, c)))]
 
-    def split(evaluation: bool, shuffle: bool) -> tf.data.Dataset:
+    def split(evaluation: bool) -> Tuple[tf.data.Dataset, np.ndarray]:
         chosen = [p for p in paths if is_eval(p, config.eval_percent) == evaluation]
         contents = [open(os.path.join(config.data_root, p), "rb").read() for p in chosen]
         labels = np.array([classes.index(p.split("/")[0]) for p in chosen], dtype=np.int64)
-        dataset = tf.data.Dataset.from_tensor_slices((contents, labels))
-        if shuffle:
-            dataset = dataset.shuffle(len(chosen), seed=params.seed)
-        return dataset.batch(params.batch_size).map(
-            lambda raw, y: (image_ops.decode_batch(raw, config.image_size, config.value_range), y),
+        dataset = tf.data.Dataset.from_tensor_slices((contents, labels)).batch(params.batch_size).map(
+            lambda raw, y: (image_ops.decode_batch(raw, config.image_size, config.value_range,
+                                                   config.resize_method, config.aspect), y),
             num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset, labels
 
-    evaluation = split(True, False)
-    classifier, _, _ = trainer_run.train_both_stages(
-        split(False, True), evaluation, config.module_path, config.image_size, len(classes), params,
-        tempfile.mkdtemp(dir=work_dir), os.path.join(work_dir, "plain_logs"))
-    _, accuracy = classifier.evaluate(evaluation, verbose=0)
-    return float(accuracy)
+    outcome = trainer_run.train_both_stages(
+        split(False)[0], config.module_path, config.image_size, len(classes), params,
+        os.path.join(work_dir, "plain_logs"), module_contract.read_contract(config.module_path).feature_levels)
+    evaluation, labels = split(True)
+    return float((outcome.classifier.predict(evaluation, verbose=0).argmax(axis=1) == labels).mean())
 
 
 def run(quick: bool) -> dict:
@@ -126,7 +124,7 @@ def run(quick: bool) -> dict:
         "mode": "quick" if quick else "full",
         "module": "tiny" if quick else "efficientnet_lite0 (bundled)",
         "images": images,
-        "stage1_epochs": config.stage1_epochs,
+        "cv_folds": config.cv_folds,
         "stage2_epochs": config.stage2_epochs,
         "batch_size": config.batch_size,
         "first_run_s": round(first_s, 1),
@@ -144,7 +142,7 @@ def run(quick: bool) -> dict:
 
 def render(results: dict) -> str:
     lines = [f"Pipeline overhead ({results['mode']}: {results['images']} images, module {results['module']}, "
-             f"{results['stage1_epochs']} stage-1 / {results['stage2_epochs']} stage-2 epochs, "
+             f"{results['cv_folds']}-fold stage-1 CV / up to {results['stage2_epochs']} stage-2 epochs, "
              f"batch {results['batch_size']})",
              f"  full local pipeline, first run   {results['first_run_s']:8.1f} s  "
              f"(eval accuracy {results['pipeline_eval_accuracy']:.3f})",

@@ -1,7 +1,8 @@
 """Trainer speed, measured as ratios within one run (absolute times vary from machine to machine).
 
-1. Feature extraction: stage 1 with N head epochs (features computed once, cached) / one backbone forward pass
-   over the same images. Goal <= 1.3. Both sides start from a loaded module and include the backbone function's
+1. Feature extraction: stage 1 (one feature pass over every level, then the head's cross-validated fit:
+   components/trainer/head.py) / one backbone forward pass over the same (training) images. Goal <= 1.5
+   (issue 12; it was 1.3 for 10 Keras head epochs before the head became a cross-validated fit). Both sides start from a loaded module and include the backbone function's
    one-off trace, which any pass pays; the figure with the forward pass's trace left out (stricter) is printed too.
 2. Fine-tune throughput: stage 2's images/s (the Trainer's own input pipeline: decode, resize, augment, in
    tf.data) / a bare training-step loop over the same images already decoded in memory, same model and batch.
@@ -27,14 +28,14 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
-from components.trainer import model, stages  # noqa: E402
+from components.trainer import head, model, run as trainer_run, stages  # noqa: E402
 from components.trainer.params import TrainingParams  # noqa: E402
 from components.transform import image_ops  # noqa: E402
 from pipeline import sample_data  # noqa: E402
 from pipeline.hub_modules import builder, contract as module_contract, tiny  # noqa: E402
 from benchmarks import common  # noqa: E402
 
-GOALS = {"stage1_vs_one_forward_pass": ("<=", 1.3), "stage2_vs_bare_loop_throughput": (">=", 0.9)}
+GOALS = {"stage1_vs_one_forward_pass": ("<=", 1.5), "stage2_vs_bare_loop_throughput": (">=", 0.9)}
 ROUNDS = 7
 
 
@@ -44,7 +45,6 @@ class Setup:
     image_size: tuple
     files: list
     labels: np.ndarray
-    head_epochs: int
     stage2_epochs: int
     batch_size: int
 
@@ -61,7 +61,7 @@ def prepare(quick: bool, work_dir: str) -> Setup:
     files = sorted(glob.glob(os.path.join(root, "*", "*")))
     labels = np.array([classes.index(os.path.basename(os.path.dirname(f))) for f in files], dtype=np.int64)
     size = module_contract.read_contract(module_path).image_size
-    return Setup(module_path, size, files, labels, head_epochs=10, stage2_epochs=2 if quick else 4,
+    return Setup(module_path, size, files, labels, stage2_epochs=2 if quick else 4,
                  batch_size=8 if quick else 16)
 
 
@@ -83,9 +83,9 @@ def timed(fn):
 
 
 def one_forward_pass(setup: Setup) -> tuple:
-    """Seconds for the backbone to see every image once (train and eval: what stage 1 extracts), and the part of
-    them its first call (the trace) took."""
-    dataset = stages.without_autotuning(image_dataset(setup))  # iterated as stage 1 iterates its input
+    """Seconds for the backbone (its feature vector only) to see every training image once, and the part of them
+    its first call (the trace) took."""
+    dataset = stages.without_autotuning(image_dataset(setup, "train"))  # iterated as stage 1 iterates its input
     forward = stages.feature_extractor(model.frozen_backbone(setup.module_path), dataset.element_spec[0])
     started = time.perf_counter()
     trace_s = None
@@ -93,27 +93,41 @@ def one_forward_pass(setup: Setup) -> tuple:
         forward(images).numpy()
         trace_s = time.perf_counter() - started if trace_s is None else trace_s
     seconds = time.perf_counter() - started
-    first_batch = min(setup.batch_size, len(setup.files))
-    return seconds, trace_s - seconds * first_batch / len(setup.files)
+    images = len(train_rows(setup))
+    return seconds, trace_s - seconds * min(setup.batch_size, images) / images
 
 
-def stage1(setup: Setup, work_dir: str) -> float:
-    params = TrainingParams(stage1_epochs=setup.head_epochs, early_stopping_patience=setup.head_epochs,
-                            batch_size=setup.batch_size)
-    head = model.build_head(len(set(setup.labels.tolist())), params.dropout)
-    backbone = model.frozen_backbone(setup.module_path)
-    train, evaluation = image_dataset(setup, "train"), image_dataset(setup, "eval")
-    seconds, _ = timed(lambda: stages.train_head(train, evaluation, backbone, head, params,
-                                                 tempfile.mkdtemp(dir=work_dir), os.path.join(work_dir, "logs1")))
+def train_rows(setup: Setup) -> List[int]:
+    return [i for i in range(len(setup.files)) if i % 5 != 4]
+
+
+def stage1(setup: Setup) -> float:
+    """The Trainer's stage 1 with the default parameters: every level's features, then the cross-validated head."""
+    params = TrainingParams(batch_size=setup.batch_size)
+    levels = module_contract.read_contract(setup.module_path).feature_levels
+    train = image_dataset(setup, "train")
+
+    def fit():
+        candidates = trainer_run.level_candidates(levels, params.feature_levels)
+        every = tuple(dict.fromkeys(name for c in candidates for name in c))
+        extract = stages.feature_extractor(model.frozen_backbone(setup.module_path, every), train.element_spec[0])
+        features = stages.extract_features(train, extract)
+        return head.fit_head(features, len(set(setup.labels.tolist())), candidates, params.cv_folds,
+                             params.sklearn_class_weight, params.seed)
+
+    seconds, _ = timed(fit)
     return seconds
 
 
-def bare_epoch_runner(setup: Setup) -> Callable[[], float]:
+def bare_epoch_runner(setup: Setup, held_out: np.ndarray) -> Callable[[], float]:
     """The same model, loss and optimizer stepped over tensors already in memory: the input pipeline's ceiling.
     Returns a function that runs one epoch and returns its seconds (the step is traced before)."""
     backbone = model.fine_tunable_backbone(setup.module_path, 2)
     classifier = model.build_classifier(backbone, model.build_head(5, 0.2), setup.image_size)
-    batches = list(image_dataset(setup, "train"))
+    fitting = [example for example, out in zip(image_dataset(setup, "train").unbatch(), held_out) if not out]
+    batches = [(tf.stack([x for x, _ in fitting[i:i + setup.batch_size]]),
+                tf.stack([y for _, y in fitting[i:i + setup.batch_size]]))
+               for i in range(0, len(fitting), setup.batch_size)]
     optimizer = tf_keras.optimizers.Adam(1e-4)
     loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -144,14 +158,19 @@ class BareEpochAfterEachEpoch(tf_keras.callbacks.Callback):
 def stage2_against_bare_loop(setup: Setup, work_dir: str) -> dict:
     """Stage 2's epochs interleaved with bare-loop epochs. Each stage-2 epoch after the first (which decodes the
     images and traces the step) is compared with the mean of the bare epochs just before and just after it."""
-    bare = BareEpochAfterEachEpoch(bare_epoch_runner(setup))
-    params = TrainingParams(stage2_epochs=setup.stage2_epochs, batch_size=setup.batch_size, augment=True)
+    # Patience covers every epoch and the reference loss is infinite, so early stopping never ends the timing.
+    params = TrainingParams(stage2_epochs=setup.stage2_epochs, stage2_patience=setup.stage2_epochs,
+                            batch_size=setup.batch_size, augment=True)
     backbone = model.fine_tunable_backbone(setup.module_path, params.fine_tune_blocks)
     classifier = model.build_classifier(backbone, model.build_head(5, params.dropout), setup.image_size)
-    train_images = len(list(image_dataset(setup, "train").unbatch()))
+    held_out = stages.validation_rows(setup.labels[train_rows(setup)], params.validation_fraction, params.seed)
+    fitting, validation = stages.split_images(image_dataset(setup, "train"), held_out, params.batch_size,
+                                              params.seed)
+    bare = BareEpochAfterEachEpoch(bare_epoch_runner(setup, held_out))
+    train_images = int((~held_out).sum())
     steps = -(-train_images // setup.batch_size)
-    result = stages.fine_tune(image_dataset(setup, "train").shuffle(64), image_dataset(setup, "eval"), classifier,
-                              [], params, steps, os.path.join(work_dir, "logs2"), cache_dir=work_dir,
+    result = stages.fine_tune(fitting, validation, classifier, [], params, steps,
+                              {"loss": float("inf"), "accuracy": 0.0}, os.path.join(work_dir, "logs2"),
                               extra_callbacks=[bare])
     stage2_s = result.train_seconds_per_epoch[1:]
     bare_s = [(before + after) / 2 for before, after in zip(bare.seconds, bare.seconds[1:])]
@@ -164,7 +183,7 @@ def measure_once(setup: Setup, work_dir: str) -> dict:
     """One round of all four measurements; each baseline runs just before and just after the side it is compared
     with (for stage 2, epoch by epoch)."""
     forward_before, trace_before = one_forward_pass(setup)
-    stage1_s = stage1(setup, work_dir)
+    stage1_s = stage1(setup)
     forward_after, trace_after = one_forward_pass(setup)
     return {"forward_s": [forward_before, forward_after], "trace_s": [trace_before, trace_after],
             "stage1_s": stage1_s, **stage2_against_bare_loop(setup, work_dir)}
@@ -194,7 +213,6 @@ def run(quick: bool) -> dict:
         "images": len(setup.files),
         "image_size": list(setup.image_size),
         "batch_size": setup.batch_size,
-        "head_epochs": setup.head_epochs,
         "rounds": rounds,
         "one_forward_pass_s": round(_median([s for m in measured for s in m["forward_s"]]), 2),
         "one_forward_pass_trace_s": round(_median([s for m in measured for s in m["trace_s"]]), 2),
@@ -219,7 +237,7 @@ def render(results: dict) -> str:
              f"batch {results['batch_size']}; medians of {results['rounds']} rounds)",
              f"  one backbone forward pass         {results['one_forward_pass_s']:8.2f} s "
              f"(of which trace {results['one_forward_pass_trace_s']:.2f} s)",
-             f"  stage 1 ({results['head_epochs']} head epochs)          {results['stage1_s']:8.2f} s",
+             f"  stage 1 (features + CV head fit)  {results['stage1_s']:8.2f} s",
              f"  stage 2 (Trainer input pipeline)  {results['stage2_images_per_s']:8.2f} images/s",
              f"  bare training-step loop           {results['bare_loop_images_per_s']:8.2f} images/s"]
     lines += common.goal_lines(results, GOALS)

@@ -75,6 +75,9 @@ class PipelineConfig:
                                                              "before stopping.", "training")
     validation_fraction: float = _field(_TRAINING.validation_fraction, "Share of each class's training images "
                                         "held out to judge stage 2 (never the eval split).", "training")
+    min_validation_examples: int = _field(_TRAINING.min_validation_examples, "Stage 2 runs only when the "
+                                          "validation slice holds at least this many images (fewer cannot tell "
+                                          "whether fine-tuning helped).", "training")
     augment: bool = _field(_TRAINING.augment, "Random flip and crop during stage 2 only.", "training")
     seed: int = _field(_TRAINING.seed, "Random seed of every training choice (folds, validation slice, "
                                        "shuffling, augmentation).", "training")

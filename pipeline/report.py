@@ -254,14 +254,24 @@ def training_section(facts: RunFacts) -> str:
     if not stages:
         return _section("training", "Training", "<p>No training history was recorded.</p>")
     chosen = facts.history.get("chosen_stage", "")
-    rows = [(name, len(stage["history"].get("loss", [])), _number(stage.get("eval_loss")),
-             _number(stage.get("eval_accuracy")), len(stage.get("unfrozen_variables", [])),
-             "kept" if name == chosen else "") for name, stage in stages.items()]
-    table = _table(["stage", "epochs", "eval loss", "eval accuracy", "unfrozen backbone variables", ""], rows)
+    rows = [(name, stage.get("train_examples", ""), stage.get("validation_examples", "") or "",
+             _number(stage.get("validation_loss")), _number(stage.get("validation_accuracy")),
+             len(stage.get("unfrozen_variables", [])), stage.get("outcome", ""), "kept" if name == chosen else "")
+            for name, stage in stages.items()]
+    table = _table(["stage", "training images", "validation images", "validation loss", "validation accuracy",
+                    "unfrozen backbone variables", "what it did", ""], rows)
+    head = facts.history.get("stage1_head", {})
+    candidates = _table(["feature levels", "C (inverse L2)", "CV log loss", "CV accuracy"],
+                        [("+".join(c["levels"]), c["c"], _number(c["cv_log_loss"]), _number(c["cv_accuracy"]))
+                         for c in head.get("candidates", [])]) if head.get("candidates") else ""
     curves = "".join(_img(stage_curves_png(name, stage["history"]), f"Training curves: {name}", "plot")
-                     for name, stage in stages.items())
-    note = "<p>Stage 1 trains the new head on the frozen backbone; stage 2 fine-tunes the top backbone blocks.</p>"
-    return _section("training", "Training", note + table + curves)
+                     for name, stage in stages.items() if stage.get("history"))
+    note = ("<p>Every choice here used the train split only; the eval split is the Evaluator's. Stage 1 fits the "
+            f"head as an L2 logistic regression on frozen features, its strength and feature levels chosen by "
+            f"{head.get('folds', 'k')}-fold cross-validation on the training images. Stage 2 fine-tunes the top "
+            "backbone blocks on most of the training images and is kept only if it beats stage 1 on the "
+            "held-out rest (the validation slice).</p>")
+    return _section("training", "Training", note + table + candidates + curves)
 
 
 def evaluation_section(facts: RunFacts) -> str:

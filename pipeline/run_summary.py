@@ -18,7 +18,8 @@ class RunSummary:
     skipped: List[Dict[str, str]] = dataclasses.field(default_factory=list)
     module: str = ""
     module_sha256: str = ""
-    stage_accuracy: Dict[str, float] = dataclasses.field(default_factory=dict)
+    # What each training stage chose and did, and which was kept (training_history.json, see components.trainer).
+    stage_outcomes: Dict[str, str] = dataclasses.field(default_factory=dict)
     chosen_stage: str = ""
     eval_accuracy: Optional[float] = None
     blessed: bool = False
@@ -44,9 +45,10 @@ class RunSummary:
         if len(self.skipped) > 20:
             lines.append(f"                ... and {len(self.skipped) - 20} more (see the ingestion report)")
         lines.append(f"  module      {self.module} (sha256 {self.module_sha256[:12]})")
-        if self.stage_accuracy:
-            stages = ", ".join(f"{k} {v:.3f}" for k, v in self.stage_accuracy.items())
-            lines.append(f"  training    eval accuracy {stages}; kept {self.chosen_stage}")
+        for name, outcome in self.stage_outcomes.items():
+            lines.append(f"  training    {name}: {outcome}")
+        if self.chosen_stage:
+            lines.append(f"              kept {self.chosen_stage} (chosen on the train split only)")
         if self.eval_accuracy is not None:
             verdict = "BLESSED" if self.blessed else "NOT blessed"
             lines.append(f"  evaluation  accuracy {self.eval_accuracy:.3f} (threshold {self.accuracy_threshold:.2f}): "
@@ -100,7 +102,7 @@ def summarize(config: PipelineConfig, connection_config) -> RunSummary:
         summary.skipped = report.get("skipped", [])
     if "ModelRun" in latest:
         history = read_json(os.path.join(latest["ModelRun"].uri, "training_history.json"))
-        summary.stage_accuracy = {k: v["eval_accuracy"] for k, v in history.get("stages", {}).items()}
+        summary.stage_outcomes = {k: v.get("outcome", "") for k, v in history.get("stages", {}).items()}
         summary.chosen_stage = history.get("chosen_stage", "")
     if "ModelEvaluation" in latest:
         summary.eval_accuracy = overall_accuracy(latest["ModelEvaluation"].uri)

@@ -135,45 +135,75 @@ def _standardisation(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std < MIN_STD, 1.0, std)
 
 
+def _row_space(x: np.ndarray) -> np.ndarray:
+    """An orthonormal basis [d, r] of the span of x's rows (r <= min(n, d)).
+
+    With an L2 penalty the logistic-regression weights always lie in the span of the training rows (the
+    representer theorem; Hastie, Tibshirani & Friedman, The Elements of Statistical Learning, 2nd ed., 18.3.5),
+    so fitting on the coordinates x @ basis gives exactly the same model, with r <= n unknowns per class instead
+    of d: 240 instead of 2128 for 30 images of 10 classes, which makes the solver about ten times faster.
+    """
+    if x.shape[0] >= x.shape[1]:
+        return np.eye(x.shape[1])
+    _, singular_values, vt = np.linalg.svd(x, full_matrices=False)
+    keep = singular_values > singular_values.max(initial=0.0) * 1e-10
+    return vt[keep].T
+
+
+def _logistic_regression(c: float, class_weight: Optional[str]):
+    from sklearn.linear_model import LogisticRegression  # pylint: disable=import-outside-toplevel
+
+    return LogisticRegression(C=c, max_iter=MAX_ITERATIONS, class_weight=class_weight, warm_start=True)
+
+
 def _cross_validate(x: np.ndarray, labels: np.ndarray, folds: int, class_weight: Optional[str],
                     seed: int) -> Tuple[float, float, float]:
     """(best C, its mean out-of-fold log loss, its mean out-of-fold accuracy) over C_GRID.
 
-    Standardisation is fitted inside each fold (a Pipeline), so no statistic of the held-out fold leaks in.
+    Standardisation and the row-space basis are fitted inside each fold, so nothing of the held-out fold leaks
+    in; along C_GRID each fit starts from the previous C's solution (a regularisation path).
     """
-    from sklearn.linear_model import LogisticRegression  # pylint: disable=import-outside-toplevel
-    from sklearn.model_selection import StratifiedKFold, cross_validate  # pylint: disable=import-outside-toplevel
-    from sklearn.pipeline import make_pipeline  # pylint: disable=import-outside-toplevel
-    from sklearn.preprocessing import StandardScaler  # pylint: disable=import-outside-toplevel
+    from sklearn.metrics import accuracy_score, log_loss  # pylint: disable=import-outside-toplevel
+    from sklearn.model_selection import StratifiedKFold  # pylint: disable=import-outside-toplevel
 
-    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    scores = []
-    for c in C_GRID:
-        estimator = make_pipeline(StandardScaler(), LogisticRegression(
-            C=c, max_iter=MAX_ITERATIONS, class_weight=class_weight))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # convergence warnings at the largest C are expected and harmless
-            result = cross_validate(estimator, x, labels, cv=splitter, scoring=("neg_log_loss", "accuracy"))
-        scores.append((c, -float(np.mean(result["test_neg_log_loss"])), float(np.mean(result["test_accuracy"]))))
-    return min(scores, key=lambda s: (round(s[1], 6), -s[0]))
+    losses = np.zeros((folds, len(C_GRID)))
+    accuracies = np.zeros((folds, len(C_GRID)))
+    for fold, (fit_rows, held_rows) in enumerate(
+            StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, labels)):
+        mean, std = _standardisation(x[fit_rows])
+        fitted, held = (x[fit_rows] - mean) / std, (x[held_rows] - mean) / std
+        basis = _row_space(fitted)
+        fitted, held = fitted @ basis, held @ basis
+        classifier = _logistic_regression(C_GRID[0], class_weight)
+        for column, c in enumerate(C_GRID):
+            classifier.set_params(C=c)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # convergence warnings at the largest C are expected and harmless
+                classifier.fit(fitted, labels[fit_rows])
+            probabilities = classifier.predict_proba(held)
+            losses[fold, column] = log_loss(labels[held_rows], probabilities, labels=classifier.classes_)
+            accuracies[fold, column] = accuracy_score(labels[held_rows], classifier.classes_[probabilities.argmax(1)])
+    mean_losses, mean_accuracies = losses.mean(axis=0), accuracies.mean(axis=0)
+    best = int(np.argmin(np.round(mean_losses, 6)))
+    return C_GRID[best], float(mean_losses[best]), float(mean_accuracies[best])
 
 
 def _fit(x: np.ndarray, labels: np.ndarray, num_classes: int, c: float,
          class_weight: Optional[str]) -> Tuple[np.ndarray, np.ndarray]:
     """Kernel [d, classes] and bias [classes] (float32) of the L2 logistic regression, standardisation folded in."""
-    from sklearn.linear_model import LogisticRegression  # pylint: disable=import-outside-toplevel
-
     mean, std = _standardisation(x)
-    classifier = LogisticRegression(C=c, max_iter=MAX_ITERATIONS, class_weight=class_weight)
+    standardised = (x - mean) / std
+    basis = _row_space(standardised)
+    classifier = _logistic_regression(c, class_weight)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        classifier.fit((x - mean) / std, labels)
-    coef = np.zeros((num_classes, x.shape[1]))
+        classifier.fit(standardised @ basis, labels)
+    coef = np.zeros((num_classes, basis.shape[1]))
     intercept = np.zeros(num_classes)
     if len(classifier.classes_) == 2:  # scikit-learn keeps one logit for two classes: softmax([0, z]) == sigmoid(z)
         coef[classifier.classes_[1]], intercept[classifier.classes_[1]] = classifier.coef_[0], classifier.intercept_[0]
     else:
         coef[classifier.classes_], intercept[classifier.classes_] = classifier.coef_, classifier.intercept_
-    kernel = (coef / std).T
-    bias = intercept - kernel.T @ mean
+    kernel = (basis @ coef.T) / std[:, None]
+    bias = intercept - mean @ kernel
     return kernel.astype(np.float32), bias.astype(np.float32)

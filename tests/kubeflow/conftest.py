@@ -24,7 +24,7 @@ def compile_with_cli(tmp_path_factory, target: str, filename: str, *flags: str):
 def vertex_spec(tmp_path_factory, feature_vector_module):
     """(path, text, dict) of a Vertex spec with 2 x L4 on the Trainer and span-based data."""
     return compile_with_cli(tmp_path_factory, "vertex", "pipeline.json", "--trainer-gpu-type", "NVIDIA_L4",
-                            "--trainer-gpu-count", "2", "--use-spans", "--stage1-epochs", "7")
+                            "--trainer-gpu-count", "2", "--use-spans", "--cv-folds", "7")
 
 
 @pytest.fixture(scope="session")

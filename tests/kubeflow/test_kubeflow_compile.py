@@ -100,7 +100,7 @@ def test_runtime_parameters_have_defaults_and_feed_the_components(vertex_spec):
     assert task_parameter(spec, "Trainer", "custom_config") == {"componentInputParameter": "training_config"}
     assert task_parameter(spec, "Evaluator", "eval_config") == {"componentInputParameter": "eval_config"}
     # What the Trainer decodes is what run_fn reads through TrainingParams.
-    assert TrainingParams.from_custom_config(json.loads(parameters["training_config"]["defaultValue"])).stage1_epochs == 7
+    assert TrainingParams.from_custom_config(json.loads(parameters["training_config"]["defaultValue"])).cv_folds == 7
     thresholds = json.loads(parameters["eval_config"]["defaultValue"])["metrics_specs"][0]["metrics"][0]["per_slice_thresholds"][0]["threshold"]
     assert thresholds["value_threshold"]["lower_bound"] == 0.5
 
@@ -110,7 +110,7 @@ def test_local_pipeline_keeps_constants(cluster_config):
     config = dataclasses.replace(cluster_config, data_root="/data/flowers")
     by_id = {c.id: c for c in create_components(config)}
     assert by_id["ImageFolderExampleGen"].exec_properties["input_base"] == "/data/flowers"
-    assert json.loads(by_id["Trainer"].exec_properties["custom_config"])["stage1_epochs"] == config.stage1_epochs
+    assert json.loads(by_id["Trainer"].exec_properties["custom_config"])["cv_folds"] == config.cv_folds
 
 
 # ------------------------------------------------------------------------------------------- Beam settings

@@ -22,7 +22,7 @@ def printed_requests(text: str):
 
 
 def test_vertex_dry_run_prints_the_create_schedule_request(feature_vector_module, capsys):
-    assert main(["schedule", "--target", "vertex", "--cron", "0 3 * * 1", "--dry-run", "--stage1-epochs", "4",
+    assert main(["schedule", "--target", "vertex", "--cron", "0 3 * * 1", "--dry-run", "--cv-folds", "4",
                  "--service-account", "runner@hubtfx-test.iam.gserviceaccount.com", *FLAGS]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Dry run: these requests would go to https://us-central1-aiplatform.googleapis.com;")
@@ -37,7 +37,7 @@ def test_vertex_dry_run_prints_the_create_schedule_request(feature_vector_module
     assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://hubtfx-test/run/pipeline_root/hubtfx"
     values = job["runtimeConfig"]["parameterValues"]
     assert values["data_root"] == "gs://hubtfx-test/flowers"
-    assert json.loads(values["training_config"])["stage1_epochs"] == 4
+    assert json.loads(values["training_config"])["cv_folds"] == 4
     trainer = job["pipelineSpec"]["deploymentSpec"]["executors"]["Trainer_executor"]["container"]["resources"]
     assert trainer["accelerator"]["type"] == "NVIDIA_TESLA_T4"
 

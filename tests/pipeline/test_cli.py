@@ -15,19 +15,20 @@ def test_run_help_documents_every_config_field(capsys):
     help_text = capsys.readouterr().out
     for field in config_lib.user_fields():
         assert "--" + field.name.replace("_", "-") in help_text, field.name
-    assert "[default: 30]" in help_text  # stage1_epochs shows its default
+    assert "[default: 0.2]" in help_text  # validation_fraction shows its default
 
 
 def test_flags_override_yaml_which_overrides_defaults(tmp_path):
     yaml_file = tmp_path / "c.yaml"
-    yaml_file.write_text("stage1_epochs: 4\nbatch_size: 8\n")
+    yaml_file.write_text("stage2_epochs: 4\nbatch_size: 8\n")
     args = cli.build_parser().parse_args(["run", "--config", str(yaml_file), "--batch-size", "4", "--no-augment"])
     config = cli.config_from_args(args)
-    assert (config.stage1_epochs, config.batch_size, config.augment) == (4, 4, False)
+    assert (config.stage2_epochs, config.batch_size, config.augment) == (4, 4, False)
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["run", "--stage1-epochs", "zero"], "stage1_epochs"),
+    (["run", "--stage2-epochs", "zero"], "stage2_epochs"),
+    (["run", "--feature-levels", "some"], "feature_levels must be one of"),
     (["run", "--eval-percent", "100"], "eval_percent"),
     (["run", "--config", "/nonexistent.yaml"], "Cannot read config file"),
 ])

@@ -2,6 +2,7 @@ import dataclasses
 
 import pytest
 
+from components.trainer.params import TrainingParams
 from pipeline import config as config_lib
 from pipeline.config import ConfigError, PipelineConfig
 
@@ -12,20 +13,19 @@ def test_defaults_are_valid_and_paths_derive_from_output_dir():
     assert config.resolved_metadata_path == "/x/metadata.sqlite"
     assert config.resolved_data_root == "/x/sample_data"
     assert config.push_base_dir == "/x/serving/hubtfx"
-    assert config.effective_stage2_learning_rate == pytest.approx(config.stage1_learning_rate / 10)
 
 
 def test_yaml_fills_the_config_and_converts_types(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("stage1_epochs: '4'\nimage_size: [160, 128]\nuse_spans: 'yes'\nfine_tune_blocks: all\n")
+    path.write_text("stage2_epochs: '4'\nimage_size: [160, 128]\nuse_spans: 'yes'\nfine_tune_blocks: all\n")
     config = config_lib.load_yaml(str(path))
-    assert (config.stage1_epochs, config.image_size, config.use_spans) == (4, (160, 128), True)
+    assert (config.stage2_epochs, config.image_size, config.use_spans) == (4, (160, 128), True)
     assert config_lib.parse_fine_tune_blocks(config.fine_tune_blocks) is None
 
 
 @pytest.mark.parametrize("text, message", [
-    ("stage1_epoch: 3\n", "Unknown configuration keys"),
-    ("stage1_epochs: many\n", "stage1_epochs"),
+    ("stage2_epoch: 3\n", "Unknown configuration keys"),
+    ("stage2_epochs: many\n", "stage2_epochs"),
     ("- a\n- b\n", "must hold a mapping"),
     ("a: [\n", "not valid YAML"),
 ])
@@ -38,17 +38,31 @@ def test_bad_yaml_gives_an_error_naming_the_problem(tmp_path, text, message):
 
 @pytest.mark.parametrize("change", [
     {"eval_percent": 0}, {"batch_size": 0}, {"dropout": 1.0}, {"fine_tune_blocks": "-1"},
-    {"fine_tune_blocks": "top"}, {"accuracy_threshold": 1.5}, {"image_size": (0, 3)}, {"stage1_epochs": 0},
+    {"fine_tune_blocks": "top"}, {"accuracy_threshold": 1.5}, {"image_size": (0, 3)}, {"cv_folds": 1},
+    {"feature_levels": "top"}, {"class_weight": "inverse"}, {"validation_fraction": 1.0}, {"aspect": "stretch"},
 ])
 def test_validate_rejects_out_of_range_values(change):
     with pytest.raises(ConfigError):
         dataclasses.replace(PipelineConfig(), **change).validate()
 
 
-def test_training_params_are_plain_json_and_carry_the_stage2_default():
-    params = PipelineConfig(stage1_learning_rate=0.01).training_params()
-    assert params["stage2_learning_rate"] == pytest.approx(0.001)
+def test_training_params_are_plain_json_and_read_back_as_the_trainer_sees_them():
+    config = PipelineConfig(stage2_learning_rate=0.01, fine_tune_blocks="all", cv_folds=3)
+    params = config.training_params()
     assert all(isinstance(v, (int, float, str, bool)) for v in params.values())
+    trainer = TrainingParams.from_custom_config(params)
+    assert (trainer.stage2_learning_rate, trainer.fine_tune_blocks, trainer.cv_folds) == (0.01, None, 3)
+
+
+def test_config_defaults_are_the_trainers_defaults():
+    config, trainer = PipelineConfig(), TrainingParams()
+    for name, value in config.training_params().items():
+        assert TrainingParams.from_custom_config({name: value}) == trainer, name
+
+
+def test_an_unknown_training_key_is_an_error_not_ignored():
+    with pytest.raises(ValueError, match=r"Unknown training parameters \['stage1_epochs'\]"):
+        TrainingParams.from_custom_config({"stage1_epochs": 30})
 
 
 def test_internal_fields_are_not_user_settable():

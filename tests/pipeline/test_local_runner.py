@@ -32,7 +32,8 @@ def test_model_is_blessed_and_pushed_in_the_serving_layout(finished_run):
     assert os.path.basename(summary.pushed_path).isdigit()
     assert os.path.isfile(os.path.join(summary.pushed_path, "saved_model.pb"))
     assert summary.eval_accuracy is not None and 0.0 <= summary.eval_accuracy <= 1.0
-    assert set(summary.stage_accuracy) == {"stage1", "stage2"}
+    assert set(summary.stage_outcomes) == {"stage1", "stage2"}
+    assert "cross-validation" in summary.stage_outcomes["stage1"]
     assert "pushed to" in summary.render()
 
 
@@ -53,7 +54,7 @@ def test_pushed_model_classifies_raw_examples_and_bytes_identically(finished_run
         names[i] for i in by_example["class_id"].numpy()]
 
 
-def test_lineage_names_the_module_and_both_stage_curves_are_recorded(finished_run):
+def test_lineage_names_the_module_and_the_training_choices_are_recorded(finished_run):
     config, _ = finished_run
     store = metadata_store.MetadataStore(local_runner.metadata_connection_config(config))
     imported = [a for a in store.get_artifacts_by_type("Model") if "sha256" in a.custom_properties]
@@ -62,8 +63,9 @@ def test_lineage_names_the_module_and_both_stage_curves_are_recorded(finished_ru
     history = json.load(open(os.path.join(model_run.uri, "training_history.json")))
     assert set(history["stages"]) == {"stage1", "stage2"}
     assert history["stages"]["stage2"]["unfrozen_variables"]
-    assert len(history["stages"]["stage1"]["history"]["loss"]) >= 1
-    assert glob.glob(os.path.join(model_run.uri, "stage1", "**", "events.out.tfevents.*"), recursive=True)
+    assert len(history["stages"]["stage2"]["history"]["val_loss"]) >= 1
+    assert history["stage1_head"]["c"] > 0 and history["stage1_head"]["levels"][-1] == "default"
+    assert glob.glob(os.path.join(model_run.uri, "stage2", "**", "events.out.tfevents.*"), recursive=True)
 
 
 def test_a_second_run_with_nothing_changed_reuses_the_cache(finished_run, tiny_module):

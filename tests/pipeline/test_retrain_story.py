@@ -25,8 +25,7 @@ COLOURS = {"red": (1.0, 0.1, 0.1), "green": (0.1, 1.0, 0.1), "blue": (0.1, 0.1, 
 
 def _retrain(capsys, data_root, output_dir, module):
     code = cli.main(["retrain", "--data-root", data_root, "--output-dir", output_dir, "--hub-handle", module,
-                     "--span-window", "2", "--warm-start", "--eval-percent", str(EVAL_PERCENT),
-                     "--stage1-epochs", "40", "--stage1-learning-rate", "0.1", "--early-stopping-patience", "40",
+                     "--span-window", "2", "--eval-percent", str(EVAL_PERCENT),
                      "--stage2-epochs", "0", "--batch-size", "8",
                      "--accuracy-threshold", "0.7", "--max-accuracy-drop", "0.05"])
     captured = capsys.readouterr()

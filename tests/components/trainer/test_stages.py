@@ -1,26 +1,27 @@
-"""Stage 1's feature cache and head training, on the tiny real Hub module."""
-import glob
-import os
-
+"""The training stages on the tiny real Hub module: one feature pass, the validation slice, stage 2's rollback."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.trainer import model, stages
+from components.trainer import model, run, stages
 from components.trainer.params import TrainingParams
+from pipeline.hub_modules import contract
 
 
-def _images(count: int, batch_size: int, seed: int = 0) -> tf.data.Dataset:
+def _images(count: int, batch_size: int, seed: int = 0, classes: int = 3) -> tf.data.Dataset:
+    """Images whose class shows in one colour channel, so a linear head on the tiny module can learn it."""
     rng = np.random.default_rng(seed)
-    images = rng.random((count, 32, 32, 3), dtype=np.float32)
-    return tf.data.Dataset.from_tensor_slices((images, rng.integers(0, 3, count))).batch(batch_size)
+    labels = np.arange(count) % classes
+    images = rng.random((count, 32, 32, 3), dtype=np.float32) * 0.4
+    images[np.arange(count), :, :, labels % 3] += 0.5
+    return tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int64))).batch(batch_size)
 
 
 class CountingBackbone:
     """The real backbone, counting the images it sees in a variable (Python counters would count traces)."""
 
     def __init__(self, module_path: str):
-        self.layer = model.frozen_backbone(module_path)
+        self.layer = model.frozen_backbone(module_path, ("block_02", "block_03", "default"))
         self.images_seen = tf.Variable(0, dtype=tf.int32)
 
     def __call__(self, images, training=False):
@@ -28,18 +29,14 @@ class CountingBackbone:
         return self.layer(images, training=training)
 
 
-def test_head_epochs_reuse_features_computed_once_per_example(tmp_path, tiny_module):
+def test_features_of_every_level_come_from_one_pass_in_dataset_order(tiny_module):
     backbone = CountingBackbone(tiny_module)
-    train, evaluation = _images(21, 4), _images(7, 4, seed=1)  # last batches are partial
-    params = TrainingParams(stage1_epochs=6, early_stopping_patience=6, batch_size=4)
-
-    result = stages.train_head(train, evaluation, backbone, model.build_head(3, 0.0), params, str(tmp_path),
-                               str(tmp_path / "logs"))
-
-    assert int(backbone.images_seen.numpy()) == 21 + 7
-    assert len(result.history["loss"]) == 6
-    assert result.train_examples == 21
-    assert result.eval_loss == min(result.history["val_loss"])  # the best epoch's weights are the ones kept
+    train = _images(21, 4)  # the last batch is partial
+    features = stages.extract_features(train, stages.feature_extractor(backbone, train.element_spec[0]))
+    assert int(backbone.images_seen.numpy()) == 21
+    assert {name: level.shape for name, level in features.levels.items()} == {
+        "block_02": (21, 16), "block_03": (21, 32), "default": (21, 16)}
+    np.testing.assert_array_equal(features.labels, np.arange(21) % 3)
 
 
 def test_one_trace_serves_every_batch_size(tiny_module):
@@ -49,21 +46,64 @@ def test_one_trace_serves_every_batch_size(tiny_module):
     assert extract.experimental_get_tracing_count() == 1
 
 
-def test_features_beyond_the_memory_bound_go_to_a_file_and_read_back_the_same(tmp_path, tiny_module, monkeypatch):
+def test_an_empty_split_is_an_actionable_error(tiny_module):
     extract = stages.feature_extractor(model.frozen_backbone(tiny_module), _images(5, 4).element_spec[0])
-    in_memory, count = stages.cached_features(_images(10, 4), extract, str(tmp_path), "a")
-    assert count == 10 and not glob.glob(str(tmp_path / "a_*"))
-
-    monkeypatch.setattr(stages, "IN_MEMORY_BYTES", 100)  # smaller than one batch of 16-d features
-    on_disk, count = stages.cached_features(_images(10, 4), extract, str(tmp_path), "b")
-    assert count == 10 and os.path.getsize(tmp_path / "b_features.tfrecord") > 10 * 16 * 4
-
-    for (memory_features, memory_label), (disk_features, disk_label) in zip(in_memory, on_disk, strict=True):
-        np.testing.assert_allclose(memory_features.numpy(), disk_features.numpy(), rtol=1e-6)
-        assert int(memory_label) == int(disk_label)
+    with pytest.raises(ValueError, match="train split has no examples"):
+        stages.extract_features(_images(4, 4).take(0), extract)
 
 
-def test_an_empty_split_is_an_actionable_error(tmp_path, tiny_module):
-    extract = stages.feature_extractor(model.frozen_backbone(tiny_module), _images(5, 4).element_spec[0])
-    with pytest.raises(ValueError, match="eval split has no examples; check the eval_percent"):
-        stages.cached_features(_images(4, 4).take(0), extract, str(tmp_path), "eval")
+def test_the_validation_slice_is_stratified_and_leaves_small_classes_whole():
+    labels = np.array([0] * 50 + [1] * 10 + [2] * 2 + [3] * 3)
+    held_out = stages.validation_rows(labels, 0.2, seed=0)
+    assert [int(held_out[labels == c].sum()) for c in range(4)] == [10, 2, 0, 1]
+    np.testing.assert_array_equal(held_out, stages.validation_rows(labels, 0.2, seed=0))
+    assert not np.array_equal(held_out, stages.validation_rows(labels, 0.2, seed=1))
+
+
+def test_split_images_partitions_the_training_images_by_row():
+    images = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1) * np.ones((1, 2, 2, 3), np.float32)
+    train = tf.data.Dataset.from_tensor_slices((images, np.arange(10))).batch(3)
+    held_out = np.zeros(10, bool)
+    held_out[[1, 4, 7]] = True
+    fitting, validation = stages.split_images(train, held_out, batch_size=4, seed=0)
+    seen_fitting = sorted(int(y) for _, labels in fitting for y in labels)
+    seen_validation = sorted(int(y) for _, labels in validation for y in labels)
+    assert seen_fitting == [0, 2, 3, 5, 6, 8, 9] and seen_validation == [1, 4, 7]
+
+
+def _params(**overrides) -> TrainingParams:
+    values = dict(batch_size=8, stage2_epochs=2, min_validation_examples=3, cv_folds=3, augment=False)
+    values.update(overrides)
+    return TrainingParams(**values)
+
+
+def test_a_diverging_stage_2_is_rolled_back_to_stage_1(tmp_path, tiny_module):
+    levels = contract.read_contract(tiny_module).feature_levels
+    outcome = run.train_both_stages(_images(60, 8), tiny_module, (32, 32), 3, _params(stage2_learning_rate=1e3),
+                                    str(tmp_path), levels)
+    stage1, stage2 = outcome.stages
+    assert outcome.chosen == "stage1" and stage2.best_epoch == 0
+    assert stage2.outcome.startswith("rolled back to stage 1") and "--stage2-learning-rate" in stage2.outcome
+    images = next(iter(_images(60, 60)))[0]
+    np.testing.assert_allclose(outcome.classifier(images).numpy(), outcome.stage1_classifier(images).numpy())
+    assert stage1.validation_loss == stage2.validation_loss
+
+
+def test_stage_2_is_skipped_with_a_reason_when_the_validation_slice_is_too_small(tmp_path, tiny_module):
+    outcome = run.train_both_stages(_images(12, 4), tiny_module, (32, 32), 3, _params(min_validation_examples=10),
+                                    str(tmp_path), ())
+    assert outcome.chosen == "stage1"
+    assert outcome.stages[1].outcome.startswith("skipped: the validation slice would hold 3 images")
+
+
+def test_the_same_data_and_seed_give_the_same_model(tmp_path, tiny_module):
+    run.make_deterministic(0)
+    first = run.train_both_stages(_images(45, 8), tiny_module, (32, 32), 3, _params(augment=True),
+                                  str(tmp_path / "a"), ("block_02", "block_03"))
+    run.make_deterministic(0)
+    second = run.train_both_stages(_images(45, 8), tiny_module, (32, 32), 3, _params(augment=True),
+                                   str(tmp_path / "b"), ("block_02", "block_03"))
+    assert first.chosen == second.chosen and first.head_fit.c == second.head_fit.c
+    assert first.stages[1].history == second.stages[1].history
+    images = next(iter(_images(45, 45)))[0]
+    np.testing.assert_array_equal(first.classifier(images).numpy(), second.classifier(images).numpy())

@@ -1,0 +1,87 @@
+"""Stage 1's head: a converged, cross-validated L2 logistic regression folded into one Dense layer."""
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from components.trainer import head
+
+
+def _blobs(per_class: int, classes: int, dim: int, separation: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim)) * separation
+    labels = np.repeat(np.arange(classes), per_class)
+    return (centres[labels] + rng.normal(size=(len(labels), dim))).astype(np.float32), labels
+
+
+def _probabilities(logits):
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def test_a_separable_problem_is_solved_to_convergence():
+    x, labels = _blobs(12, 4, 40, separation=3.0)
+    fit = head.fit_head(head.Features({"default": x}, labels), 4, [("default",)], 4, "balanced", 0)
+    assert (fit.logits(head.Features({"default": x}, labels)).argmax(1) == labels).all()
+    assert fit.cv_accuracy == pytest.approx(1.0)
+
+
+def test_the_folded_kernel_equals_scikit_learn_on_standardised_features_more_dims_than_rows():
+    # 30 rows, 200 dims: the fit runs in the rows' span; it must still be the full-space solution.
+    x, labels = _blobs(10, 3, 200, separation=0.5, seed=1)
+    kernel, bias = head._fit(x, labels, 3, 0.05, None)
+    mean, std = x.mean(0), x.std(0)
+    direct = LogisticRegression(C=0.05, max_iter=10000, tol=1e-10).fit((x - mean) / std, labels)
+    np.testing.assert_allclose(_probabilities(x @ kernel + bias), direct.predict_proba((x - mean) / std), atol=2e-3)
+
+
+def test_two_classes_give_two_logits_with_the_right_order():
+    x, labels = _blobs(8, 2, 5, separation=3.0, seed=2)
+    kernel, bias = head._fit(x, labels, 2, 1.0, None)
+    assert kernel.shape == (5, 2) and bias.shape == (2,)
+    assert ((x @ kernel + bias).argmax(1) == labels).mean() > 0.9
+
+
+def test_cross_validation_picks_the_informative_levels_and_a_stronger_penalty_for_noise():
+    rng = np.random.default_rng(3)
+    x, labels = _blobs(15, 3, 10, separation=1.5, seed=3)
+    noise = rng.normal(size=(len(labels), 300)).astype(np.float32)
+    features = head.Features({"block_01": x, "default": noise}, labels)
+    fit = head.fit_head(features, 3, head.level_candidates(["block_01"]), 5, None, 0)
+    assert fit.levels == ("block_01", "default")  # the feature vector alone is noise here
+    assert {tuple(c["levels"]) for c in fit.candidates} == {("default",), ("block_01", "default")}
+    noise_only = head.fit_head(head.Features({"default": noise}, labels), 3, [("default",)], 5, None, 0)
+    assert noise_only.c <= fit.c
+
+
+def test_same_inputs_give_the_same_fit():
+    x, labels = _blobs(10, 3, 30, separation=1.0, seed=4)
+    features = head.Features({"default": x}, labels)
+    first = head.fit_head(features, 3, [("default",)], 5, "balanced", 7)
+    second = head.fit_head(features, 3, [("default",)], 5, "balanced", 7)
+    assert (first.c, first.cv_log_loss) == (second.c, second.cv_log_loss)
+    np.testing.assert_array_equal(first.kernel, second.kernel)
+
+
+def test_balanced_class_weights_lift_the_rare_class():
+    x, labels = _blobs(40, 2, 20, separation=0.4, seed=5)
+    keep = np.concatenate([np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)[:6]])
+    features = head.Features({"default": x[keep]}, labels[keep])
+    plain = head.fit_head(features, 2, [("default",)], 5, None, 0)
+    balanced = head.fit_head(features, 2, [("default",)], 5, "balanced", 0)
+    rare = labels[keep] == 1
+    assert (balanced.logits(features).argmax(1)[rare] == 1).mean() >= (plain.logits(features).argmax(1)[rare] == 1).mean()
+    assert balanced.bias[1] - balanced.bias[0] > plain.bias[1] - plain.bias[0]
+
+
+def test_a_class_without_training_examples_is_a_clear_error():
+    x, labels = _blobs(5, 2, 4, separation=1.0)
+    with pytest.raises(ValueError, match=r"Classes \[2\] have no training examples"):
+        head.fit_head(head.Features({"default": x}, labels), 3, [("default",)], 5, None, 0)
+
+
+def test_a_single_example_class_falls_back_to_a_fixed_penalty():
+    x, labels = _blobs(5, 2, 4, separation=1.0)
+    labels = labels.copy()
+    labels[0] = 2
+    fit = head.fit_head(head.Features({"default": x}, labels), 3, [("default",)], 5, None, 0)
+    assert fit.folds == 0 and fit.c == 1.0 and fit.cv_accuracy is None
