@@ -17,6 +17,7 @@ fingerprint the input, which reads such characters as patterns; ImageFolderInput
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import json
 import os
@@ -37,9 +38,6 @@ SPAN_FOLDER_PATTERN = "span-" + example_gen_utils.SPAN_SPEC
 SPAN_SPLIT_PATTERN = SPAN_FOLDER_PATTERN + "/" + CLASS_FILES_GLOB
 # A span folder as TFX's {SPAN} spec matches it (utils._create_matching_glob_and_regex: '(?P<span>\d+)').
 _SPAN_FOLDER_NAME = re.compile(r"span-(\d+)")
-# Characters glob and fnmatch read as a pattern (the stdlib's glob.magic_check; ']' '{' '}' '!' only matter
-# inside a '[...]'). Paths holding them are refused where a component we do not control globs them.
-_GLOB_MAGIC = re.compile(r"[*?[]")
 # Marks a fingerprint computed by `input_fingerprint`, as opposed to one from TFX's own (globbing) driver.
 FINGERPRINT_PREFIX = "image_folder:"
 
@@ -122,8 +120,9 @@ def class_root_for_pattern(input_base: str, resolved_pattern: str) -> str:
 
 
 def glob_characters(path: str) -> List[str]:
-    """The characters of `path` that glob and fnmatch read as a pattern ('*', '?', '['), sorted; [] if none."""
-    return sorted(set(_GLOB_MAGIC.findall(path)))
+    """The characters of `path` that glob and fnmatch read as a pattern ('*', '?', '['; stdlib glob.escape's
+    definition: ']', '{', '}', '!' only matter after a '['), sorted; [] if none."""
+    return sorted({char for char in path if glob.escape(char) != char})
 
 
 def resolve_span(
