@@ -3,7 +3,7 @@
 Each image file becomes one tf.Example:
   image_raw  bytes   the original file bytes (decoded later by Transform)
   label      int64   class id, index into label_map.json's "classes"
-  label_name bytes   class folder name
+  label_name bytes   class name: the folder name in Unicode NFC, white space trimmed (class_names.py)
   filename   bytes   path relative to the class-folder root, e.g. b"daisy/1.jpg" (also the split key)
 
 Files that `tf.io.decode_image(raw, channels=3, expand_animations=False)` cannot decode -- exactly what

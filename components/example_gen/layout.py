@@ -139,6 +139,7 @@ def resolve_span(
     """
     split = example_gen_pb2.Input.Split(name="single_split", pattern=SPAN_SPLIT_PATTERN)
     input_processor.FileBasedInputProcessor(input_base, [split], range_config)  # validates range_config only
+    _require_folder(input_base, use_spans=True)
     folders: Dict[int, List[str]] = {}
     for name in _entry_names(input_base):
         match = _SPAN_FOLDER_NAME.fullmatch(name)
@@ -187,11 +188,7 @@ def scan_layout(
       DataLayoutError: missing or empty input_base, no class folders, a single class, a class folder without
         files, or class names that cannot be told apart (class_names.py).
     """
-    if not tf.io.gfile.isdir(input_base):
-        raise DataLayoutError(
-            f"input_base {input_base!r} does not exist or is not a folder: point it at the folder laid out "
-            f"as {_EXPECTED_SPAN_LAYOUT if use_spans else _EXPECTED_LAYOUT}."
-        )
+    _require_folder(input_base, use_spans)
     span, resolved = resolve_span(input_base, range_config) if use_spans else (None, CLASS_FILES_GLOB)
     return scan_class_root(input_base, class_root_for_pattern(input_base, resolved), span)
 
@@ -288,6 +285,14 @@ class ImageFolderInputProcessor(input_processor.FileBasedInputProcessor):
         """The resolved pattern ('span-3/*/*'): the span folder's own name, zero padding included."""
         assert self._resolved_pattern, "Call resolve_span_and_version first."
         return self._resolved_pattern
+
+
+def _require_folder(input_base: str, use_spans: bool) -> None:
+    if not tf.io.gfile.isdir(input_base):
+        raise DataLayoutError(
+            f"input_base {input_base!r} does not exist or is not a folder: point it at the folder laid out "
+            f"as {_EXPECTED_SPAN_LAYOUT if use_spans else _EXPECTED_LAYOUT}."
+        )
 
 
 def _is_local(path: str) -> bool:
