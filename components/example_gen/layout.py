@@ -325,7 +325,8 @@ def _entry_names(folder: str) -> List[str]:
     names = os.listdir(folder)
     undecodable = [name.encode("utf-8", "surrogateescape") for name in names if not _is_utf8(name)]
     if undecodable:
-        # TFX's ExampleGen driver globs the data root with gfile, which raises on such names: refuse them here.
+        # The filename feature is UTF-8, and TFX's driver on Vertex/Kubeflow globs the data root with gfile, which
+        # raises on such names: refuse them here.
         raise DataLayoutError(
             f"{folder!r} has entries whose names are not UTF-8: {undecodable}. Rename them to UTF-8 (e.g. "
             f"`convmv -f latin1 -t utf8 -r --notest {folder}`) or move them out of the data root."
