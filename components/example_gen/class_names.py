@@ -89,8 +89,9 @@ def normalise_label_map(stored: List[str]) -> Tuple[List[str], List[str]]:
     for old_id, entry in enumerate(stored):
         name = class_name_of(entry)
         if name in first_id:
-            notes.append(f"{code_points(entry)} at id {old_id} is the same class as {code_points(stored[first_id[name]])} "
-                         f"at id {first_id[name]}: merged into id {first_id[name]}")
+            kept = first_id[name]
+            notes.append(f"{code_points(entry)} at id {old_id} is the same class as {code_points(stored[kept])} "
+                         f"at id {kept}: merged into id {kept}")
             continue
         first_id[name] = old_id
         if name != entry:

@@ -210,12 +210,15 @@ def scan_class_root(input_base: str, root: str, span: Optional[int]) -> Layout:
     except class_names_lib.ClassNameError as err:
         raise DataLayoutError(f"{root!r}: {err}") from None
     if len(folders) == 1:
+        spellings = f" (folders {class_dirs}, one name in different Unicode forms)" if len(class_dirs) > 1 else ""
         raise DataLayoutError(
-            f"{root!r} has a single class folder {class_dirs[0]!r}: classification needs at least two "
-            "classes. Add one sub-folder of images per class."
+            f"{root!r} has a single class folder {next(iter(folders))!r}{spellings}: classification needs at least "
+            "two classes. Add one sub-folder of images per class."
         )
     files = {
-        name: sorted(f"{folder}/{file_name}" for folder in spellings for file_name in _list_files(os.path.join(root, folder)))
+        name: sorted(
+            f"{folder}/{file_name}" for folder in spellings for file_name in _list_files(os.path.join(root, folder))
+        )
         for name, spellings in folders.items()
     }
     empty = sorted(folder for name in folders if not files[name] for folder in folders[name])
