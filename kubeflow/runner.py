@@ -108,7 +108,19 @@ def check_cluster_settings(config: PipelineConfig, target: str) -> None:
             _check_cluster_path(name, value, target)
 
 
+# On Vertex / Kubeflow, TFX's own driver container (not hubtfx's ImageFolderDriver) resolves the span and
+# fingerprints the data by globbing the data root and matching the result with a regex built from it
+# (tfx.components.example_gen.utils._glob_to_regex, which escapes only '.', '+', '(', ')'), so these characters
+# in the data root would silently match no file or the wrong ones.
+_DRIVER_PATTERN_CHARACTERS = "*?[]{}^$|\\"
+
+
 def _check_cluster_path(name: str, value: str, target: str) -> None:
+    special = sorted({char for char in value if char in _DRIVER_PATTERN_CHARACTERS})
+    if name == "data_root" and special:
+        raise ConfigError(f"data_root {value!r} holds {special}: on {target}, TFX's ExampleGen driver reads the data "
+                          "root as a glob and regex pattern, so it would find no file or the wrong ones. Copy the "
+                          "data to a folder whose path has none of " + " ".join(_DRIVER_PATTERN_CHARACTERS) + ".")
     if target == "vertex" and not value.startswith("gs://"):
         raise ConfigError(f"{name} must be a gs:// folder for --target vertex (the steps cannot see this "
                           f"machine's files), got {value!r}.")

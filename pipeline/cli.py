@@ -103,6 +103,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{name} {count}" for name, count in found.file_counts.items())
     print(f"Data: {found.num_files} files in {len(found.class_names)} classes under {found.root}{span}: {counts}",
           flush=True)
+    for note in found.name_notes():
+        print(f"Note: {note}", flush=True)
     print("Resolving the backbone module (built on first use, takes a few seconds) ...", flush=True)
     config = module_resolution.resolve(config)
     print(f"Module: {config.module_path} (input {config.image_size[0]}x{config.image_size[1]})", flush=True)

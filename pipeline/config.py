@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -183,6 +184,12 @@ class PipelineConfig:
             raise ConfigError(f"dataflow_max_workers must be at least 1, got {self.dataflow_max_workers}.")
         if self.trainer_gpu_count < 0:
             raise ConfigError(f"trainer_gpu_count must be 0 or more, got {self.trainer_gpu_count}.")
+        if glob.escape(self.output_dir) != self.output_dir:
+            # TFX's StatisticsGen, Transform, Trainer and Evaluator read '<artifact uri>/Split-<name>/*' unescaped.
+            magic = sorted({char for char in self.output_dir if glob.escape(char) != char})
+            raise ConfigError(f"output_dir {self.output_dir!r} holds {magic}, which TFX's components read as glob "
+                              "pattern characters in the paths of their inputs under it: they would find no file. "
+                              "Use an output folder whose path has no '*', '?' or '['.")
         if self.trainer_cpu <= 0 or self.trainer_memory_gb <= 0:
             raise ConfigError(f"trainer_cpu and trainer_memory_gb must be positive, got {self.trainer_cpu} and "
                               f"{self.trainer_memory_gb}.")

@@ -6,6 +6,7 @@ thumbnails are embedded as PNG data URIs, so the file needs nothing else, not ev
 import base64
 import dataclasses
 import datetime
+import glob
 import html
 import io
 import os
@@ -97,7 +98,7 @@ def _ingestion_reports(store, latest: Dict[str, object]) -> List[dict]:
 
 
 def _eval_batches(examples_uri: str):
-    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, "Split-eval", "*")))
+    files = sorted(tf.io.gfile.glob(os.path.join(glob.escape(examples_uri), "Split-eval", "*")))
     if not files:
         raise FileNotFoundError(f"No eval split under {examples_uri}: expected Split-eval/*.gz from ExampleGen.")
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(_SCORING_BATCH)

@@ -59,7 +59,7 @@ def write_state(config: PipelineConfig, span: int, outcome: Outcome, detail: str
 
 
 def newest_span(config: PipelineConfig) -> int:
-    """The span ExampleGen will ingest: the highest span-<N> folder, resolved by TFX's own {SPAN} logic."""
+    """The span ExampleGen will ingest: the highest span-<N> folder, by the same listing its driver uses."""
     span, _ = layout.resolve_span(config.resolved_data_root)
     return span
 

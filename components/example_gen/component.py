@@ -5,13 +5,13 @@
 
 Outputs an Examples artifact with 'train' and 'eval' splits (gzipped TFRecords of tf.Examples with
 image_raw, label, label_name, filename), plus label_map.json and ingestion_report.json at its root; see
-executor.py. Span handling is TFX's own: with use_spans the input pattern is 'span-{SPAN}/*/*', which
-TFX's driver resolves to the latest span (or the one `range_config` selects) and records as the
-artifact's span.
+executor.py. Span handling follows TFX: with use_spans the input pattern is 'span-{SPAN}/*/*', which the
+driver resolves to the latest span (or the one `range_config` selects) and records as the artifact's span;
+the driver lists folders instead of globbing them (ImageFolderDriver), so a data root may hold '[', '*', '?'.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Optional
 
 from tfx.components.example_gen import component as example_gen_component
 from tfx.components.example_gen import driver as example_gen_driver
@@ -34,17 +34,15 @@ class ImageFolderExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec
 
 
 class ImageFolderDriver(example_gen_driver.FileBasedDriver):
-    """TFX's file-based driver, with an actionable error when no span folder matches."""
+    """TFX's file-based driver with span, fingerprint and resolved pattern found by listing folders.
 
-    def resolve_exec_properties(self, exec_properties: Dict[str, Any], pipeline_info, component_info):
-        try:
-            return super().resolve_exec_properties(exec_properties, pipeline_info, component_info)
-        except ValueError as err:
-            if layout.SPAN_FOLDER_PATTERN not in exec_properties.get(standard_component_specs.INPUT_CONFIG_KEY, ""):
-                raise
-            raise layout.span_resolution_error(
-                exec_properties[standard_component_specs.INPUT_BASE_KEY], err
-            ) from err
+    TFX's own input processor globs `input_base`, so a data root such as "photos [2024]" would match no span and
+    fingerprint no file (and ExampleGen would then be served from cache however the data changed): see
+    layout.ImageFolderInputProcessor. Layout errors are raised here as layout.DataLayoutError.
+    """
+
+    def get_input_processor(self, splits, range_config=None, input_base_uri=None):
+        return layout.ImageFolderInputProcessor(input_base_uri, splits, range_config)
 
 
 class ImageFolderExampleGen(example_gen_component.FileBasedExampleGen):

@@ -3,7 +3,7 @@
 Each image file becomes one tf.Example:
   image_raw  bytes   the original file bytes (decoded later by Transform)
   label      int64   class id, index into label_map.json's "classes"
-  label_name bytes   class folder name
+  label_name bytes   class name: the folder name in Unicode NFC, white space trimmed (class_names.py)
   filename   bytes   path relative to the class-folder root, e.g. b"daisy/1.jpg" (also the split key)
 
 Files that `tf.io.decode_image(raw, channels=3, expand_animations=False)` cannot decode -- exactly what
@@ -29,6 +29,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from components.example_gen import class_names as class_names_lib
 from components.example_gen import layout as layout_lib
 from components.transform import image_ops
 
@@ -254,8 +255,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             layout_lib.class_root_for_pattern(input_base, _single_split_pattern(exec_properties)),
             exec_properties.get(example_gen_utils.SPAN_PROPERTY_NAME),
         )
+        _check_driver_saw_the_files(exec_properties, layout)
         label_map_path = exec_properties.get(LABEL_MAP_PATH_KEY) or None
-        class_names = resolve_class_names(layout.class_names, label_map_path)
+        class_names, label_map_notes = resolve_class_names(layout.class_names, label_map_path)
+        name_notes = layout.name_notes() + label_map_notes
+        for note in name_notes:
+            logging.warning("Class names: %s", note)
         stats_dir = os.path.join(examples.uri, _STATS_DIR_NAME)
 
         super().Do(
@@ -265,6 +270,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         )
 
         report = build_report(layout, stats_dir, artifact_utils.decode_split_names(examples.split_names))
+        report["class_name_notes"] = name_notes
         tf.io.gfile.rmtree(stats_dir)
         write_json_atomically(os.path.join(examples.uri, INGESTION_REPORT_FILE), report)
         write_json_atomically(os.path.join(examples.uri, LABEL_MAP_FILE), {"classes": class_names})
@@ -290,6 +296,26 @@ def _single_split_pattern(exec_properties: Dict[str, Any]) -> str:
     return input_config.splits[0].pattern
 
 
+def _check_driver_saw_the_files(exec_properties: Dict[str, Any], layout: layout_lib.Layout) -> None:
+    """Fails when the input fingerprint was taken by a driver that globbed the data root and missed files.
+
+    ImageFolderDriver fingerprints by listing (layout.FINGERPRINT_PREFIX). On Vertex / Kubeflow, TFX's own
+    driver container fingerprints by globbing '<input_base>/*/*'; with '[', '*' or '?' in the data root its
+    count differs from the files listed here, and a later run would be served from cache on new data.
+    """
+    fingerprint = exec_properties.get(example_gen_utils.FINGERPRINT_PROPERTY_NAME) or ""
+    counted = layout_lib.fingerprint_file_count(fingerprint)
+    if fingerprint.startswith(layout_lib.FINGERPRINT_PREFIX) or counted in (None, layout.num_files):
+        return
+    characters = layout_lib.glob_characters(layout.input_base)
+    cause = (f"the data root holds the glob character(s) {characters}, which TFX's driver reads as a pattern: "
+             "rename the folder without them" if characters else "the data changed while the run started: rerun")
+    raise layout_lib.DataLayoutError(
+        f"ExampleGen's driver fingerprinted {counted} files under {layout.input_base!r} but {layout.num_files} "
+        f"are there; {cause}."
+    )
+
+
 def read_label_map(path: str) -> List[str]:
     """Class names (index = id) from a {"classes": [...]} label map file."""
     with tf.io.gfile.GFile(path, "r") as handle:
@@ -300,17 +326,36 @@ def read_label_map(path: str) -> List[str]:
                 f"label map {path!r} is not of the form {{\"classes\": [\"name0\", ...]}} ({err}); fix or delete it "
                 "(deleting it renumbers the classes in sorted order)"
             ) from err
-    if not isinstance(classes, list) or len(set(classes)) != len(classes):
+    if (not isinstance(classes, list) or not all(isinstance(name, str) for name in classes)
+            or len(set(classes)) != len(classes)):
         raise ValueError(f"label map {path!r}: 'classes' must be a list of distinct names; fix or delete it")
     return classes
 
 
-def resolve_class_names(found_classes: List[str], label_map_path: Optional[str]) -> List[str]:
-    """Class names in id order: an existing label map's order, then new classes (sorted) appended."""
+def resolve_class_names(found_classes: List[str], label_map_path: Optional[str]) -> Tuple[List[str], List[str]]:
+    """(class names in id order, notes): an existing label map's order, then new classes (sorted) appended.
+
+    Args:
+      found_classes: the layout's class names (already normalised, class_names.class_name_of).
+      label_map_path: the persisted label map, or None.
+
+    Returns the names and one note per change made to a label map written before class names were
+    normalised (an entry respelled in NFC, or merged with an earlier entry of the same class; see
+    class_names.normalise_label_map). The caller writes the names back after a successful run.
+
+    Raises:
+      layout.DataLayoutError: class names (found or persisted) that look alike but differ (NFKC).
+      ValueError: a malformed label map.
+    """
     if not label_map_path or not tf.io.gfile.exists(label_map_path):
-        return sorted(found_classes)
-    known = read_label_map(label_map_path)
-    new = sorted(set(found_classes) - set(known))
+        return sorted(found_classes), []
+    try:
+        known, notes = class_names_lib.normalise_label_map(read_label_map(label_map_path))
+        new = sorted(set(found_classes) - set(known))
+        class_names_lib.check_look_alikes(known + new, f"the label map {label_map_path!r} with this data's classes")
+    except class_names_lib.ClassNameError as err:
+        raise layout_lib.DataLayoutError(str(err)) from None
+    notes = [f"label map {label_map_path}: {note}" for note in notes]
     if new:
         logging.warning(
             "New classes %s not in label map %s: appended with ids %d..%d; existing ids are unchanged.",
@@ -321,7 +366,7 @@ def resolve_class_names(found_classes: List[str], label_map_path: Optional[str])
         logging.warning(
             "Classes %s of label map %s have no folder in this input; their ids are kept.", absent, label_map_path
         )
-    return known + new
+    return known + new, notes
 
 
 def write_json_atomically(path: str, payload: Dict[str, Any]) -> None:

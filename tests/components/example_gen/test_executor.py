@@ -92,15 +92,15 @@ def test_read_image_folder_keeps_every_good_image_and_tags_bad_files(folder_with
 
 
 def test_class_ids_are_sorted_without_a_label_map_and_stable_with_one(tmp_path):
-    assert executor_lib.resolve_class_names(["tulip", "daisy"], None) == ["daisy", "tulip"]
+    assert executor_lib.resolve_class_names(["tulip", "daisy"], None) == (["daisy", "tulip"], [])
     label_map = str(tmp_path / "maps" / "label_map.json")
-    assert executor_lib.resolve_class_names(["tulip", "daisy"], label_map) == ["daisy", "tulip"]
+    assert executor_lib.resolve_class_names(["tulip", "daisy"], label_map) == (["daisy", "tulip"], [])
 
     executor_lib.write_json_atomically(label_map, {"classes": ["tulip", "rose"]})
     assert os.listdir(tmp_path / "maps") == ["label_map.json"], "no temp file left behind"
-    assert executor_lib.resolve_class_names(["rose", "daisy", "tulip", "aster"], label_map) == [
-        "tulip", "rose", "aster", "daisy",
-    ]
+    assert executor_lib.resolve_class_names(["rose", "daisy", "tulip", "aster"], label_map) == (
+        ["tulip", "rose", "aster", "daisy"], [],
+    )
 
 
 def test_a_malformed_label_map_says_how_to_fix_it(tmp_path):

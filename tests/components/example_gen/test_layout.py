@@ -34,7 +34,7 @@ def test_scan_lists_class_folders_and_ignores_root_files_hidden_entries_and_nest
     paths = [path for path, _ in layout.relative_paths()]
     assert paths == sorted(paths) and paths[0].startswith("circle/circle_0000.")
     assert "star/notes.txt" in paths and not any(".DS_Store" in path or "nested" in path for path in paths)
-    assert dict(layout.relative_paths())["square/" + layout.files["square"][0]] == "square"
+    assert dict(layout.relative_paths())[layout.files["square"][0]] == "square"
 
 
 @pytest.mark.parametrize(
