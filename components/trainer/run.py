@@ -11,7 +11,7 @@ import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
-from components.trainer import data, export, model, stages, warm_start
+from components.trainer import data, export, exported_model, model, stages, warm_start
 from components.trainer.params import TrainingParams
 from pipeline.hub_modules import contract as module_contract
 
@@ -93,7 +93,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                 train, evaluation, module_path, image_size, len(class_names), params, work_dir,
                 fn_args.model_run_dir, warm_head=warm_start.load_head(params.warm_start_from, class_names))
         write_history(fn_args.model_run_dir, results, chosen, class_names, module_path)
-        export.export_serving_model(classifier, tft_output, class_names, fn_args.serving_model_dir)
+        module = (fn_args.custom_config or {}).get(exported_model.MODULE_CONFIG_KEY) or {}
+        export.export_serving_model(classifier, tft_output, class_names, fn_args.serving_model_dir,
+                                    module_handle=module.get("handle", ""), module_sha256=module.get("sha256", ""))
         warm_start.save_head(classifier.get_layer("head"), class_names, fn_args.serving_model_dir)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
