@@ -19,23 +19,25 @@ from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
-from components.trainer import exported_model, warm_start
+from components.trainer import exported_model
 from components.trainer.exported_model import ModelFacts
 
 # The consequence, appended wherever the reasons are shown.
 CONSEQUENCE = "no comparison with the latest blessed model; only the absolute threshold applies"
+# Class names of models exported before the facts file existed, written beside their head for warm starts.
+LEGACY_CLASSES_FILE = os.path.join("assets.extra", "hubtfx_head_classes.json")
 # Custom properties of the Evaluator's ModelBlessing when it dropped the baseline: the reasons, and its URI.
 BASELINE_SKIPPED_REASON = "baseline_skipped_reason"
 SKIPPED_BASELINE_MODEL = "skipped_baseline_model"
 
 
 def model_facts(export_dir: str) -> ModelFacts:
-    """The facts of the model in `export_dir`; for an export without a facts file, its class names from the warm
-    start's class list when it has one (module and input size then stay unknown)."""
+    """The facts of the model in `export_dir`; for an older export without a facts file, its class names from
+    LEGACY_CLASSES_FILE when it has one (module and input size then stay unknown)."""
     facts = exported_model.read_facts(export_dir)
     if facts is not None:
         return facts
-    classes_path = os.path.join(export_dir, warm_start.HEAD_CLASSES_FILE)
+    classes_path = os.path.join(export_dir, LEGACY_CLASSES_FILE)
     if tf.io.gfile.exists(classes_path):
         with tf.io.gfile.GFile(classes_path) as f:
             return ModelFacts(class_names=tuple(json.load(f)["classes"]))

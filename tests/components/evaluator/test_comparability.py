@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from components.evaluator import comparability
-from components.trainer import exported_model, warm_start
+from components.trainer import exported_model
 from components.trainer.exported_model import ModelFacts
 
 RGB = ("blue", "green", "red")
@@ -83,7 +83,7 @@ def _save(folder, signatures, model_facts=None, head_classes=None):
         exported_model.write_facts(folder, model_facts)
     if head_classes:
         os.makedirs(os.path.join(folder, "assets.extra"), exist_ok=True)
-        with open(os.path.join(folder, warm_start.HEAD_CLASSES_FILE), "w", encoding="utf-8") as f:
+        with open(os.path.join(folder, comparability.LEGACY_CLASSES_FILE), "w", encoding="utf-8") as f:
             json.dump({"classes": list(head_classes)}, f)
     return folder
 
@@ -101,7 +101,7 @@ def test_check_reads_the_facts_file_of_both_saved_models(tmp_path, candidate_dir
 
 
 def test_check_of_a_model_exported_before_the_facts_file_uses_its_warm_start_classes(tmp_path, candidate_dir):
-    """Older exports: serving_default on tf.Examples, serving_bytes on images, classes beside the head."""
+    """Older exports: serving_default on tf.Examples, serving_bytes on images, classes beside the warm-start head."""
     old = _save(str(tmp_path / "old"), ["serving_default", "serving_bytes"], head_classes=RGB)
     reason = comparability.check(candidate_dir, old, exported_model.EXAMPLES_SIGNATURE)
     assert "no `serving_examples` signature" in reason and "added yellow" in reason
