@@ -11,9 +11,12 @@ from google.protobuf import json_format
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from components.evaluator.component import ComparingEvaluator
 from components.example_gen.component import ImageFolderExampleGen
 from components.gate.component import AnomalyGate
 from components.pusher.component import AtomicPusher
+from components.trainer import exported_model
+from components.trainer.params import CODE_KEY
 from pipeline.config import PipelineConfig
 import components.trainer
 import components.transform
@@ -43,7 +46,8 @@ def source_fingerprint(*packages) -> str:
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """Accuracy must reach the threshold and must not drop below the latest blessed model's.
+    """Accuracy must reach the threshold and must not drop below the latest blessed model's (when the two can be
+    compared: see components.evaluator.comparability). TFMA scores tf.Examples through `serving_examples`.
 
     Per-class precision and recall come from the confusion matrix (see `pipeline.eval_results`): TFMA's
     per-class metrics need the class ids when the pipeline is built, but the classes are only known once
@@ -64,7 +68,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(label_key="label", prediction_key="probabilities",
-                                    signature_name="serving_default")],
+                                    signature_name=exported_model.EXAMPLES_SIGNATURE)],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["label_name"])],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             accuracy,
@@ -77,7 +81,10 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 
 
 def trainer_custom_config(config: PipelineConfig) -> Dict:
-    return {**config.training_params(), "code": source_fingerprint(components.trainer, components.transform)}
+    # The module's identity goes into the exported model's facts, which the Evaluator compares with its baseline's.
+    return {**config.training_params(), CODE_KEY: source_fingerprint(components.trainer, components.transform),
+            exported_model.MODULE_CONFIG_KEY: {"handle": config.hub_handle or DEFAULT_HANDLE_NAME,
+                                     "sha256": config.module_sha256}}
 
 
 def runtime_parameter_values(config: PipelineConfig) -> Dict[str, str]:
@@ -165,12 +172,13 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
-    evaluator = tfx.components.Evaluator(
+    # Drops a baseline it cannot compare with (other classes, module or input size), with the reason recorded.
+    evaluator = ComparingEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
         eval_config=parameters.get("eval_config", eval_config(config)),
-    )
+    ).with_id("Evaluator")
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],

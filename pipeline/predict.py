@@ -6,6 +6,7 @@ from typing import Iterable, List, Optional
 import tensorflow as tf
 
 from components.pusher import serving
+from components.trainer import exported_model
 from pipeline.config import ConfigError
 
 BATCH_SIZE = 16
@@ -65,7 +66,7 @@ def _score(signature, files: List[str], contents: List[bytes]) -> List[Predictio
 
 def _score_each(signature, files: List[str], contents: List[bytes]) -> List[Prediction]:
     """Scores images one at a time so one undecodable image costs only its own result (for models exported
-    before `serving_bytes` had its per-image `error` output, which fail the whole batch instead)."""
+    before the image signature had its per-image `error` output, which fail the whole batch instead)."""
     results = []
     for file, content in zip(files, contents):
         try:
@@ -77,7 +78,7 @@ def _score_each(signature, files: List[str], contents: List[bytes]) -> List[Pred
 
 def predict_files(model_dir: str, files: List[str]) -> List[Prediction]:
     """One Prediction per file, in order; unreadable or undecodable files get an `error` instead of a class."""
-    signature = tf.saved_model.load(model_dir).signatures["serving_bytes"]
+    signature = exported_model.image_signature(tf.saved_model.load(model_dir))
     results = {}
     readable = []
     for file in files:

@@ -22,6 +22,8 @@ from ml_metadata.proto import metadata_store_pb2
 from PIL import Image
 from tfx.utils import path_utils
 
+from components.evaluator import comparability
+from components.trainer import exported_model
 from pipeline import eval_results, run_summary
 from pipeline.config import PipelineConfig
 
@@ -53,6 +55,7 @@ class RunFacts:
     class_names: List[str]
     evaluation: Optional[eval_results.EvalResults]
     baseline_model: str
+    skipped_baseline_model: str  # the latest blessed model the Evaluator could not compare with, if any
     module_handle: str
     module_sha256: str
     module_uri: str
@@ -114,8 +117,8 @@ def _thumbnail_png(image_bytes: bytes) -> bytes:
 
 
 def misclassified_examples(examples_uri: str, model_uri: str, limit: int = MAX_THUMBNAILS) -> List[Misclassified]:
-    """The first `limit` eval examples the model gets wrong, scored like serving does (the bytes signature)."""
-    signature = tf.saved_model.load(path_utils.serving_model_path(model_uri)).signatures["serving_bytes"]
+    """The first `limit` eval examples the model gets wrong, scored like serving does (the image signature)."""
+    signature = exported_model.image_signature(tf.saved_model.load(path_utils.serving_model_path(model_uri)))
     found = []
     for batch in _eval_batches(examples_uri):
         batch = {k: v.numpy() for k, v in batch.items()}
@@ -151,6 +154,7 @@ def collect(config: PipelineConfig, connection_config) -> RunFacts:
         evaluation=eval_results.load(latest["ModelEvaluation"].uri, class_names)
         if "ModelEvaluation" in latest else None,
         baseline_model=run_summary.custom_property(blessing, "baseline_model", ""),
+        skipped_baseline_model=run_summary.custom_property(blessing, comparability.SKIPPED_BASELINE_MODEL, ""),
         module_handle=run_summary.custom_property(module, "hub_handle", ""),
         module_sha256=run_summary.custom_property(module, "sha256", ""),
         module_uri=module.uri if module else "",
@@ -292,7 +296,12 @@ def evaluation_section(facts: RunFacts) -> str:
 
 def baseline_section(facts: RunFacts) -> str:
     evaluation = facts.evaluation
-    if evaluation is None or not evaluation.has_baseline:
+    skipped = facts.summary.baseline_skipped_reason
+    if skipped:
+        body = (f"<p>Not compared with the latest blessed model, <code>{_e(facts.skipped_baseline_model)}</code>: "
+                f"{_e(skipped)}. So the change threshold was not applied; only the absolute threshold gated this "
+                "model.</p>")
+    elif evaluation is None or not evaluation.has_baseline:
         body = ("<p>First model: no baseline (no earlier model was blessed), so the change threshold was not "
                 "applied.</p>")
     else:
@@ -317,6 +326,9 @@ def blessing_reasons(facts: RunFacts) -> List[str]:
         change = evaluation.diffs.get(eval_results.ACCURACY, 0.0)
         reasons.append(f"Accuracy changed by {change:+.4f} against the baseline; a drop of at most "
                        f"{config.max_accuracy_drop:.4f} is allowed.")
+    elif facts.summary.baseline_skipped_reason:
+        reasons.append(f"Not compared with the latest blessed model ({facts.summary.baseline_skipped_reason}), so "
+                       "the change threshold did not apply.")
     else:
         reasons.append("No baseline yet, so the change threshold did not apply.")
     return reasons

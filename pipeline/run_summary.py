@@ -7,6 +7,7 @@ from typing import Dict, List, Optional
 import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
 
+from components.evaluator import comparability
 from pipeline.config import PipelineConfig
 
 
@@ -26,6 +27,8 @@ class RunSummary:
     pushed: bool = False
     pushed_path: str = ""
     accuracy_threshold: float = 0.0
+    # Why the Evaluator did not compare with the latest blessed model it was given ("" if it did, or had none).
+    baseline_skipped_reason: str = ""
     # Set when a blessed model was not pushed because the served latest version is the same model.
     push_skipped_reason: str = ""
     report_path: str = ""  # the HTML run report, when it could be written
@@ -53,6 +56,8 @@ class RunSummary:
             verdict = "BLESSED" if self.blessed else "NOT blessed"
             lines.append(f"  evaluation  accuracy {self.eval_accuracy:.3f} (threshold {self.accuracy_threshold:.2f}): "
                          f"{verdict}")
+        if self.baseline_skipped_reason:
+            lines.append(f"  baseline    {self.baseline_skipped_reason}: {comparability.CONSEQUENCE}")
         lines.append(f"  serving     {self.serving_outcome()}")
         if self.report_path:
             lines.append(f"  report      {self.report_path}")
@@ -107,6 +112,8 @@ def summarize(config: PipelineConfig, connection_config) -> RunSummary:
     if "ModelEvaluation" in latest:
         summary.eval_accuracy = overall_accuracy(latest["ModelEvaluation"].uri)
     summary.blessed = bool(custom_property(latest.get("ModelBlessing"), "blessed", 0))
+    summary.baseline_skipped_reason = custom_property(latest.get("ModelBlessing"),
+                                                      comparability.BASELINE_SKIPPED_REASON, "")
     pushed = latest.get("PushedModel")
     summary.pushed = bool(custom_property(pushed, "pushed", 0))
     summary.pushed_path = custom_property(pushed, "pushed_destination", "") if summary.pushed else ""

@@ -5,6 +5,10 @@ from typing import Any, Mapping, Optional
 # Fine-tuning a module whose variable names carry no block structure unfreezes this share of its variables,
 # taken from the end (the layers closest to the output), per requested block.
 FALLBACK_FRACTION_PER_BLOCK = 0.1
+# Keys the pipeline adds to the Trainer's custom_config that are not training parameters: the user code's
+# fingerprint (so a code edit re-runs the Trainer) and the backbone's identity (for the exported model's facts).
+CODE_KEY = "code"
+MODULE_KEY = "module"
 FEATURE_LEVEL_CHOICES = ("auto", "default", "all")
 CLASS_WEIGHT_CHOICES = ("balanced", "none")
 
@@ -32,6 +36,7 @@ class TrainingParams:
     def from_custom_config(cls, config: Mapping[str, Any]) -> "TrainingParams":
         """Raises ValueError on an unknown key (a typo would otherwise be silently ignored) or a bad value."""
         known = {f.name for f in dataclasses.fields(cls)}
+        config = {k: v for k, v in config.items() if k not in (CODE_KEY, MODULE_KEY)}
         unknown = sorted(set(config) - known)
         if unknown:
             raise ValueError(f"Unknown training parameters {unknown}; known: {sorted(known)}.")

@@ -12,7 +12,7 @@ import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
-from components.trainer import data, export, model, stages
+from components.trainer import data, export, exported_model, model, stages
 from components.trainer import head as head_lib
 from components.trainer.params import TrainingParams
 from pipeline.hub_modules import contract as module_contract
@@ -91,7 +91,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         outcome = train_both_stages(train, module_path, image_size, len(class_names), params, fn_args.model_run_dir,
                                     available_levels=contract.feature_levels if contract else ())
     write_history(fn_args.model_run_dir, outcome, class_names, module_path)
-    export.export_serving_model(outcome.classifier, tft_output, class_names, fn_args.serving_model_dir)
+    module = (fn_args.custom_config or {}).get(exported_model.MODULE_CONFIG_KEY) or {}
+    export.export_serving_model(outcome.classifier, tft_output, class_names, fn_args.serving_model_dir,
+                                module_handle=module.get("handle", ""), module_sha256=module.get("sha256", ""))
 
 
 def make_deterministic(seed: int) -> None:

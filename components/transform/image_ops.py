@@ -5,7 +5,7 @@ Every image, whatever its format (JPEG, PNG incl. RGBA/16-bit/palette, GIF first
 embeds these ops, so the exported model's serving signatures run exactly the same code.
 
 Images over MAX_PIXELS are refused from their header, before any pixel is decoded: ExampleGen skips them with a
-reason and the `serving_bytes` signature returns a per-image error (see image_errors), so one huge upload
+reason and the image signature (`serving_default`) returns a per-image error (see image_errors), so one huge upload
 cannot exhaust the memory of a Beam worker or of the server. EXIF orientation is not applied (TF's decoders
 ignore it), in training and serving alike: pixels are used as stored.
 """

@@ -186,7 +186,6 @@ def test_cpu_only_trainer_has_no_accelerator(cluster_config):
     ({"output_dir": "hubtfx_output"}, "output_dir must be a gs:// folder"),
     ({"data_root": "/mnt/data"}, "data_root must be a gs:// folder"),
     ({"use_spans": True, "span_window": 3}, "span_window > 1 cannot run"),
-    ({"warm_start": True}, "warm_start only works with `hubtfx run`"),
 ])
 def test_vertex_settings_are_checked_before_compiling(cluster_config, change, message):
     with pytest.raises(ConfigError, match=message):

@@ -10,6 +10,7 @@ import tensorflow as tf
 from PIL import Image
 from ml_metadata.metadata_store import metadata_store
 
+from components.trainer import exported_model
 from pipeline import local_runner, module_resolution
 
 
@@ -43,8 +44,8 @@ def test_pushed_model_classifies_raw_examples_and_bytes_identically(finished_run
     files = sorted(glob.glob(os.path.join(sample_root, "*", "*")))
     picked = [next(f for f in files if f.endswith(".png")), next(f for f in files if f.endswith(".jpg"))]
     raw = [open(f, "rb").read() for f in picked] + [_grayscale_png()]
-    by_example = model.signatures["serving_default"](examples=tf.constant([_example(r) for r in raw]))
-    by_bytes = model.signatures["serving_bytes"](image_bytes=tf.constant(raw))
+    by_example = model.signatures[exported_model.EXAMPLES_SIGNATURE](examples=tf.constant([_example(r) for r in raw]))
+    by_bytes = model.signatures[exported_model.DEFAULT_SIGNATURE](image_bytes=tf.constant(raw))
     probabilities = by_example["probabilities"].numpy()
     assert probabilities.shape == (3, 5)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)

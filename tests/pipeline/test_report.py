@@ -200,6 +200,18 @@ def test_a_report_failure_is_logged_and_does_not_fail_the_run(run, monkeypatch, 
     assert "Could not write the HTML run report" in caplog.text and "disk full" in caplog.text
 
 
+def test_a_skipped_comparison_shows_why_and_that_only_the_absolute_threshold_gated(run):
+    _, _, _, _, facts = run
+    reason = "the latest blessed model has 3 classes (a, b, c), this one 4 (a, b, c, d): added d"
+    skipped = dataclasses.replace(facts, skipped_baseline_model="/models/3", summary=dataclasses.replace(
+        facts.summary, baseline_skipped_reason=reason))
+    section = html.unescape(report.baseline_section(skipped))
+    assert "Not compared with the latest blessed model, <code>/models/3</code>: " + reason in section
+    assert "only the absolute threshold gated this model" in section and "First model" not in section
+    assert any(reason in r and "change threshold did not apply" in r for r in report.blessing_reasons(skipped))
+    assert f"baseline    {reason}: no comparison" in skipped.summary.render()
+
+
 @pytest.mark.slow
 def test_a_second_run_compares_with_the_blessed_first_model(run):
     """Last in this file: it adds a run to the shared store (the earlier tests use facts read before it)."""
@@ -212,3 +224,4 @@ def test_a_second_run_compares_with_the_blessed_first_model(run):
         page = f.read()
     assert "First model" not in page and "against the baseline" in page
     assert len(glob.glob(os.path.join(config.output_dir, "reports", "run-*.html"))) == 2
+

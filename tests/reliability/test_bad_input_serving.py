@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from components.trainer import exported_model
 from pipeline import cli
 
 
@@ -27,7 +28,7 @@ def readable(corpus):
 
 
 def test_one_batch_of_the_whole_corpus_gets_a_verdict_per_image(model, readable):
-    outputs = model.signatures["serving_bytes"](image_bytes=tf.constant([data for _, data, _ in readable]))
+    outputs = model.signatures[exported_model.DEFAULT_SIGNATURE](image_bytes=tf.constant([data for _, data, _ in readable]))
     errors = [e.decode() for e in outputs["error"].numpy()]
     for (path, _, expected), error, class_id, probabilities in zip(
             readable, errors, outputs["class_id"].numpy(), outputs["probabilities"].numpy()):
@@ -39,14 +40,14 @@ def test_one_batch_of_the_whole_corpus_gets_a_verdict_per_image(model, readable)
             assert class_id >= 0 and probabilities.sum() == pytest.approx(1.0, abs=1e-5), path
 
 
-def test_good_images_score_the_same_alone_in_a_bad_batch_and_through_serving_default(model, readable):
+def test_good_images_score_the_same_alone_in_a_bad_batch_and_through_serving_examples(model, readable):
     """Both signatures share the Transform graph: EXIF, CMYK, 16-bit, palette and GIF images included."""
     good = [data for _, data, expected in readable if not expected]
-    with_bad = model.signatures["serving_bytes"](image_bytes=tf.constant([data for _, data, _ in readable]))
+    with_bad = model.signatures[exported_model.DEFAULT_SIGNATURE](image_bytes=tf.constant([data for _, data, _ in readable]))
     in_bad_batch = with_bad["probabilities"].numpy()[[not expected for _, _, expected in readable]]
-    alone = np.concatenate([model.signatures["serving_bytes"](image_bytes=tf.constant([data]))["probabilities"]
+    alone = np.concatenate([model.signatures[exported_model.DEFAULT_SIGNATURE](image_bytes=tf.constant([data]))["probabilities"]
                             for data in good])
-    by_example = model.signatures["serving_default"](examples=tf.constant([_example(d) for d in good]))
+    by_example = model.signatures[exported_model.EXAMPLES_SIGNATURE](examples=tf.constant([_example(d) for d in good]))
     np.testing.assert_allclose(in_bad_batch, alone, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(by_example["probabilities"].numpy(), alone, rtol=1e-5, atol=1e-6)
 

@@ -1,0 +1,1 @@
+"""The Evaluator with a baseline check: TFX's Evaluator, which drops a baseline it cannot compare with."""
