@@ -7,10 +7,12 @@ import os
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_transform as tft
 from PIL import Image
 from ml_metadata.metadata_store import metadata_store
 
 from components.trainer import exported_model
+from components.transform import image_ops
 from pipeline import local_runner, module_resolution
 
 
@@ -79,3 +81,17 @@ def test_a_second_run_with_nothing_changed_reuses_the_cache(finished_run, tiny_m
     new = store.get_executions()[executions_before:]
     cached = [e for e in new if e.last_known_state == e.CACHED]
     assert len(cached) >= 3, "ExampleGen, StatisticsGen and Transform should come from the cache"
+
+
+def test_transform_resizes_as_the_module_contract_says_for_training_and_serving(finished_run, sample_root):
+    """The tiny module's contract asks for bicubic; the Transform graph (which the Trainer applies and the exported
+    model embeds) must produce exactly image_ops' bicubic pixels, not the bilinear default."""
+    config, _ = finished_run
+    assert config.resize_method == "bicubic"
+    store = metadata_store.MetadataStore(local_runner.metadata_connection_config(config))
+    graph = tft.TFTransformOutput(store.get_artifacts_by_type("TransformGraph")[-1].uri)
+    raw = open(sorted(glob.glob(os.path.join(sample_root, "*", "*.png")))[0], "rb").read()
+    transformed = graph.transform_features_layer()({"image_raw": tf.constant([[raw]])})["image"].numpy()
+    size = tuple(config.image_size)
+    np.testing.assert_array_equal(transformed, image_ops.decode_batch(tf.constant([raw]), size, (0, 1), "bicubic"))
+    assert np.abs(transformed - image_ops.decode_batch(tf.constant([raw]), size, (0, 1), "bilinear")).max() > 1e-3

@@ -67,3 +67,36 @@ def test_preprocessing_fn_outputs_images_and_labels():
 def test_undecodable_bytes_raise_instead_of_producing_pixels():
     with pytest.raises(tf.errors.InvalidArgumentError):
         image_ops.decode_rgb(tf.constant(b"not an image"))
+
+
+def _checkerboard(height: int, width: int) -> bytes:
+    pixels = ((np.indices((height, width)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    return _encode(Image.fromarray(pixels).convert("RGB"), "PNG")
+
+
+def test_the_contracts_resize_method_is_the_one_applied():
+    raw = tf.constant([_checkerboard(9, 7)])
+    config = {"image_size": [32, 32], "value_range": [0.0, 1.0]}
+    bicubic = preprocessing.preprocessing_fn({"image_raw": tf.reshape(raw, [-1, 1])},
+                                             {**config, "resize_method": "bicubic"})["image"].numpy()
+    np.testing.assert_array_equal(bicubic, image_ops.decode_batch(raw, (32, 32), (0, 1), "bicubic").numpy())
+    bilinear = image_ops.decode_batch(raw, (32, 32), (0, 1), "bilinear").numpy()
+    assert np.abs(bicubic - bilinear).max() > 0.05
+    assert 0.0 <= bicubic.min() and bicubic.max() <= 1.0  # bicubic overshoot is clipped
+
+
+def test_aspect_policies_squash_crop_and_pad():
+    wide = np.zeros((20, 60, 3), np.uint8)
+    wide[:, :20] = (255, 0, 0)   # left third red
+    wide[:, 20:40] = (0, 255, 0)  # middle green
+    wide[:, 40:] = (0, 0, 255)    # right third blue
+    image = tf.constant(wide)
+    squash = image_ops.resize_and_scale(image, (30, 30), (0, 1), "bilinear", "squash").numpy()
+    crop = image_ops.resize_and_scale(image, (30, 30), (0, 1), "bilinear", "crop").numpy()
+    pad = image_ops.resize_and_scale(image, (30, 30), (0, 1), "bilinear", "pad").numpy()
+    assert squash.shape == crop.shape == pad.shape == (30, 30, 3)
+    assert squash[15, 2].argmax() == 0 and squash[15, 27].argmax() == 2  # all three colours kept, squeezed
+    assert (crop[:, :, 1] > 0.9).all()  # the centred square is the green middle
+    assert pad[0].max() == 0.0 and pad[-1].max() == 0.0 and pad[15, 2].argmax() == 0  # black bars, whole image
+    with pytest.raises(ValueError, match="aspect must be one of"):
+        image_ops.resize_and_scale(image, (30, 30), (0, 1), "bilinear", "stretch")
