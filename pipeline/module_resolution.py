@@ -98,10 +98,13 @@ def fetch_remote(handle: str) -> str:
     if folder is not None:
         # A folder that exists and is not empty is returned by tensorflow_hub as a finished download, whatever
         # it holds (resolver.atomic_download); an empty one is downloaded again.
-        if os.path.lexists(folder) and (not os.path.isdir(folder) or os.listdir(folder)):
-            _raise_if_incomplete(handle, folder, _delete_fix(handle, folder), cached=True)
-        elif (stale := _stale_lock_problem(handle, folder)) is not None:
-            raise ModuleUnavailableError(stale)
+        problem = integrity.find_problem(folder) if os.path.lexists(folder) else None
+        if problem and problem != integrity.EMPTY:
+            _raise_incomplete(handle, folder, problem, _delete_fix(handle, folder), cached=True)
+        if not os.path.lexists(folder) or problem == integrity.EMPTY:
+            stale = _stale_lock_problem(handle, folder)
+            if stale:
+                raise ModuleUnavailableError(stale)
     try:
         path = hub.resolve(handle)
     except Exception as e:  # pylint: disable=broad-except
@@ -112,16 +115,16 @@ def fetch_remote(handle: str) -> str:
             "the bundled EfficientNet-Lite0 module, pass a local SavedModel folder, or set TFHUB_CACHE_DIR to a "
             "cache that already holds this module.") from None
     cached = folder is not None and os.path.abspath(path) == os.path.abspath(folder)
-    _raise_if_incomplete(handle, path, _delete_fix(handle, path) if cached else
-                         "Fix the module at its source, or pass another handle.", cached=cached)
+    problem = integrity.find_problem(path)  # A fresh download can be broken too (a bad archive).
+    if problem:
+        _raise_incomplete(handle, path, problem, _delete_fix(handle, path) if cached else
+                          "Fix the module at its source, or pass another handle.", cached=cached)
     return path
 
 
-def _raise_if_incomplete(handle: str, folder: str, fix: str, cached: bool = False) -> None:
-    problem = integrity.find_problem(folder)
-    if problem:
-        what = "tensorflow_hub's cached copy of it is incomplete" if cached else "its folder is not usable"
-        raise ModuleUnavailableError(f"The Hub module {handle!r} cannot be used: {what}: {folder} {problem}. {fix}")
+def _raise_incomplete(handle: str, folder: str, problem: str, fix: str, cached: bool) -> None:
+    what = "tensorflow_hub's cached copy of it is incomplete" if cached else "its folder is not usable"
+    raise ModuleUnavailableError(f"The Hub module {handle!r} cannot be used: {what}: {folder} {problem}. {fix}")
 
 
 def _local_fix(handle: str, path: str) -> str:
@@ -134,10 +137,10 @@ def _local_fix(handle: str, path: str) -> str:
         return (f"Unpack the archive first (mkdir module && tar -xf '{path}' -C module) and pass that folder, or "
                 "pass its tfhub.dev/Kaggle URL.")
     if os.path.isdir(path):
-        nested = sorted(os.path.dirname(os.path.join(root, integrity.SAVED_MODEL_FILENAME))
-                        for root, _, files in os.walk(path) if integrity.SAVED_MODEL_FILENAME in files)
-        if nested and nested[0] != path:
-            return f"A SavedModel is in a sub-folder: --hub-handle {nested[0]}"
+        # Top-down, so the first hit is the shallowest (e.g. an export_dir/<version>/ layout).
+        nested = next((root for root, _, files in os.walk(path) if integrity.SAVED_MODEL_FILENAME in files), None)
+        if nested and nested != path:
+            return f"A SavedModel is in a sub-folder: --hub-handle {nested}"
     return ("Pass a folder that holds a complete SavedModel (saved_model.pb and variables/; copy or export it "
             "again if it was cut short), a tfhub.dev/Kaggle URL, or omit --hub-handle for the bundled module.")
 

@@ -21,6 +21,7 @@ from pipeline.hub_modules import contract as module_contract
 SAVED_MODEL_FILENAME = "saved_model.pb"
 # tf.saved_model writes the variables as a tensor bundle with this prefix (variables/variables.index + shards).
 VARIABLES_PREFIX = posixpath.join("variables", "variables")
+EMPTY = "is empty"
 
 
 def _first_line(error: BaseException) -> str:
@@ -42,6 +43,14 @@ def find_problem(module_dir: str) -> Optional[str]:
       A phrase that completes "the module folder ... <phrase>", e.g. "has no saved_model.pb", or None.
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel  # Lazy: the builder imports this module.
+    try:
+        return _find_problem(module_dir)
+    except (OSError, tf.errors.OpError) as e:  # e.g. permission denied on the folder or a file in it.
+        return f"cannot be read ({_first_line(e)})"
+
+
+def _find_problem(module_dir: str) -> Optional[str]:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from google.protobuf.message import DecodeError  # pylint: disable=import-outside-toplevel
     from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
 
@@ -51,7 +60,7 @@ def find_problem(module_dir: str) -> Optional[str]:
         return "is a file, not a SavedModel folder"
     entries = tf.io.gfile.listdir(module_dir)
     if not entries:
-        return "is empty"
+        return EMPTY
     saved_model_path = os.path.join(module_dir, SAVED_MODEL_FILENAME)
     if not tf.io.gfile.exists(saved_model_path):
         present = ", ".join(sorted(e.rstrip("/") for e in entries)[:6])
