@@ -37,7 +37,7 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 # Container image reference, the grammar of github.com/distribution/reference (regexp.go, reference.go), which
 # Docker, containerd and Kubernetes (kubelet's InvalidImageName) apply: [host[:port]/]path[:tag][@digest], path
-# components lowercase, the whole name at most 255 characters.
+# components lowercase, the whole name at most 255 characters. (IPv6-literal registry hosts are not accepted.)
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE = re.compile(
