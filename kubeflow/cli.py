@@ -11,8 +11,8 @@ _TARGETS = ("vertex", "kubeflow")
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    config = main_cli.config_from_args(args)  # First: a bad config is refused in a second, before TFX loads.
     from kubeflow import runner  # pylint: disable=import-outside-toplevel
-    config = main_cli.config_from_args(args)
     spec = runner.compile_to_file(config, args.target, args.output)
     print(describe(spec, args.output))
     return main_cli.EXIT_OK
@@ -36,14 +36,17 @@ def describe(spec, path: str) -> str:
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
+    from pipeline import platform_names  # pylint: disable=import-outside-toplevel
+    config = main_cli.config_from_args(args)  # First: a bad config is refused in a second, before TFX loads.
+    display_name = args.display_name if args.display_name is not None else f"{config.pipeline_name}-schedule"
+    platform_names.check_schedule(args.target, display_name, args.service_account, args.experiment)
     from kubeflow import runner, schedule  # pylint: disable=import-outside-toplevel
-    config = main_cli.config_from_args(args)
     schedule.check_cron(args.cron)
     with tempfile.TemporaryDirectory(prefix="hubtfx-schedule-") as folder:
         package = os.path.join(folder, "pipeline.yaml")
         compiled = runner.compile_to_file(config, args.target, package)
         spec = schedule.ScheduleSpec(
-            target=args.target, cron=args.cron, display_name=args.display_name or f"{config.pipeline_name}-schedule",
+            target=args.target, cron=args.cron, display_name=display_name,
             # This command's config decides the scheduled runs' parameters, stated explicitly in the request.
             package_path=package, parameter_values=runner.parameter_defaults(compiled),
             service_account=args.service_account or "", kfp_host=args.kfp_host or "", experiment=args.experiment)

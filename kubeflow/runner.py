@@ -17,7 +17,7 @@ import yaml
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 
-from pipeline import module_resolution
+from pipeline import module_resolution, platform_names
 from pipeline.config import ConfigError, PipelineConfig
 from pipeline.hub_modules import builder, contract as module_contract
 from pipeline.pipeline import create_pipeline, runtime_parameter_values
@@ -90,6 +90,7 @@ def check_cluster_settings(config: PipelineConfig, target: str) -> None:
     """Fails on settings that would only break once the job runs in the cluster."""
     if target not in TARGETS:
         raise ConfigError(f"Unknown target {target!r}; use one of {TARGETS}.")
+    platform_names.check_target(config, target)
     if not config.image:
         raise ConfigError("Set --image to the pipeline image built from kubeflow/Dockerfile, e.g. "
                           "us-docker.pkg.dev/PROJECT/REPO/hubtfx:1 (see the README, 'Run on Vertex / Kubeflow').")

@@ -193,6 +193,9 @@ class PipelineConfig:
         if self.trainer_cpu <= 0 or self.trainer_memory_gb <= 0:
             raise ConfigError(f"trainer_cpu and trainer_memory_gb must be positive, got {self.trainer_cpu} and "
                               f"{self.trainer_memory_gb}.")
+        # Names Kubeflow Pipelines / Vertex AI constrain, for every command (imported here: it imports this module).
+        from pipeline import platform_names  # pylint: disable=import-outside-toplevel
+        platform_names.check_config(self)
         return self
 
     # ------------------------------------------------------------------ parameters handed to user code

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from pipeline.hub_modules import integrity
 from pipeline.hub_modules.contract import CONTRACT_FILENAME, KINDS, ModuleContract
 
 MODULE_VERSION = "v2"  # v2: the feature-vector module also offers pooled block outputs
@@ -142,11 +143,15 @@ def build_module(kind: str = "feature_vector", cache_dir: Optional[str] = None, 
       force: rebuild even if a complete module is already cached.
     """
     final_dir = module_dir_for(kind, cache_dir)
-    if is_complete(final_dir) and not force:
-        logging.info("Reusing cached module %s", final_dir)
-        return final_dir
-    if os.path.exists(final_dir) and not is_complete(final_dir):
-        logging.warning("%s exists but is not a complete module; rebuilding it.", final_dir)
+    if os.path.exists(final_dir) and not force:
+        # A cached module can be damaged after it was built (a cleaner deleting files, a full disk, a stray edit):
+        # it is ours and deterministic, so it is rebuilt instead of failing later in Transform or the Trainer.
+        problem = ((None if is_complete(final_dir) else f"lacks one of {', '.join(_COMPLETE_MARKERS)}")
+                   or integrity.find_problem(final_dir))
+        if not problem:
+            logging.info("Reusing cached module %s", final_dir)
+            return final_dir
+        logging.warning("%s is not a complete module (it %s); rebuilding it.", final_dir, problem)
         force = True
     os.makedirs(os.path.dirname(final_dir), exist_ok=True)
     staging = tempfile.mkdtemp(dir=os.path.dirname(final_dir), prefix=f".{os.path.basename(final_dir)}.tmp-")

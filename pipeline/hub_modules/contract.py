@@ -75,6 +75,10 @@ class ModuleContract:
             raise ContractError(f"feature_levels name extra outputs; {DEFAULT_LEVEL!r} is always there.")
         if self.kind not in KINDS:
             raise ContractError(f"kind must be one of {KINDS}, got {self.kind!r}.")
+        if not isinstance(self.channels, int) or self.channels < 1:
+            raise ContractError(f"channels must be a positive integer, got {self.channels!r}.")
+        if self.output_dim is not None and (not isinstance(self.output_dim, int) or self.output_dim < 1):
+            raise ContractError(f"output_dim must be a positive integer or null, got {self.output_dim!r}.")
 
     def to_json_dict(self) -> Dict[str, Any]:
         """Returns the contract as a JSON-serialisable dict."""
@@ -83,11 +87,18 @@ class ModuleContract:
     @classmethod
     def from_json_dict(cls, data: Dict[str, Any]) -> "ModuleContract":
         """Builds a contract from a dict, refusing unknown keys so typos are not silently ignored."""
+        if not isinstance(data, dict):
+            raise ContractError(f"A contract is a JSON object of keys to values, not {type(data).__name__}.")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ContractError(f"Unknown contract keys {unknown}; known keys are {sorted(known)}.")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as e:  # e.g. image_size "large" or 224: int() / iteration fails.
+            if isinstance(e, ContractError):
+                raise
+            raise ContractError(f"Invalid contract values {data}: {e}") from None
 
 
 def contract_path(module_dir: str) -> str:
@@ -108,15 +119,16 @@ def read_contract(module_dir: str) -> ModuleContract:
     """Reads the module's contract from its JSON, or infers it from the SavedModel's serving signature.
 
     Raises:
-      ContractError: the JSON is malformed, or there is no JSON and the signature has no fixed image size.
+      ContractError: the JSON is unreadable or malformed (not UTF-8, not JSON, not an object, unknown keys, values
+        of the wrong type or range), or there is no JSON and the signature has no fixed image size.
     """
     path = contract_path(module_dir)
     if os.path.exists(path):
         try:
             with open(path, encoding="utf-8") as f:
                 return ModuleContract.from_json_dict(json.load(f))
-        except (json.JSONDecodeError, TypeError) as e:
-            raise ContractError(f"Malformed module contract {path}: {e}") from e
+        except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors.
+            raise ContractError(f"Malformed module contract {path}: {e}") from None
     logging.info("No %s in %s; inferring the contract from the SavedModel signature.", CONTRACT_FILENAME, module_dir)
     return infer_contract(module_dir)
 

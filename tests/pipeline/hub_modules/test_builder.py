@@ -38,10 +38,15 @@ def test_cached_module_is_reused_without_building(feature_vector_module, module_
     assert build_module("feature_vector", cache_dir=module_cache) == feature_vector_module
 
 
-def _fake_export(content):
-    """An exporter stand-in that writes a minimal 'complete' module containing ``content``."""
+def _fake_export(content, module=None):
+    """An exporter stand-in that writes a minimal 'complete' module containing ``content``: a copy of the real
+    SavedModel ``module`` (which a cached module is checked against) with ``content`` in an extra file."""
 
     def export(kind, export_dir):
+        if module:
+            shutil.copytree(module, export_dir)
+            Path(export_dir, "content.txt").write_text(content)
+            return
         os.makedirs(os.path.join(export_dir, "variables"))
         for name in builder._COMPLETE_MARKERS:
             Path(export_dir, name).write_text(content)
@@ -61,15 +66,15 @@ def test_failed_build_leaves_no_visible_module(tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "modules") == []
 
 
-def test_force_replaces_the_module_atomically(tmp_path, monkeypatch):
-    monkeypatch.setattr(builder, "_export_in_subprocess", _fake_export("old"))
+def test_force_replaces_the_module_atomically(tmp_path, monkeypatch, tiny_module):
+    monkeypatch.setattr(builder, "_export_in_subprocess", _fake_export("old", tiny_module))
     path = build_module("classification", cache_dir=str(tmp_path))
-    monkeypatch.setattr(builder, "_export_in_subprocess", _fake_export("new"))
+    monkeypatch.setattr(builder, "_export_in_subprocess", _fake_export("new", tiny_module))
     assert build_module("classification", cache_dir=str(tmp_path)) == path
-    assert Path(path, "saved_model.pb").read_text() == "old"  # Reused, not rebuilt.
+    assert Path(path, "content.txt").read_text() == "old"  # Reused, not rebuilt.
 
     assert build_module("classification", cache_dir=str(tmp_path), force=True) == path
-    assert Path(path, "saved_model.pb").read_text() == "new"
+    assert Path(path, "content.txt").read_text() == "new"
     assert os.listdir(tmp_path / "modules") == [os.path.basename(path)]
 
 
@@ -80,6 +85,29 @@ def test_incomplete_module_folder_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setattr(builder, "_export_in_subprocess", _fake_export("rebuilt"))
     build_module("feature_vector", cache_dir=str(tmp_path))
     assert Path(path, "saved_model.pb").read_text() == "rebuilt"
+
+
+def _truncate_variables(path):
+    (shard,) = Path(path, "variables").glob("variables.data-*")
+    shard.write_bytes(shard.read_bytes()[:100])
+
+
+@pytest.mark.parametrize("damage", [
+    _truncate_variables,
+    lambda path: Path(path, "saved_model.pb").write_bytes(Path(path, "saved_model.pb").read_bytes()[:3000]),
+    lambda path: Path(path, "hubtfx_contract.json").write_text("{"),
+])
+def test_a_damaged_cached_module_is_rebuilt(tmp_path, monkeypatch, tiny_module, damage):
+    """Files of a finished module can go missing or be cut short later ($HUBTFX_CACHE_DIR in /tmp, a full disk):
+    the module is ours and deterministic, so it is rebuilt rather than handed to the pipeline."""
+    monkeypatch.setattr(builder, "_export_in_subprocess", _fake_export("first", tiny_module))
+    path = build_module("feature_vector", cache_dir=str(tmp_path))
+    damage(path)
+    assert builder.is_complete(path)  # Every marker file is still there: only the integrity check sees it.
+    monkeypatch.setattr(builder, "_export_in_subprocess", _fake_export("rebuilt", tiny_module))
+    assert build_module("feature_vector", cache_dir=str(tmp_path)) == path
+    assert Path(path, "content.txt").read_text() == "rebuilt"
+    assert module_sha256(path) != "" and builder.integrity.find_problem(path) is None
 
 
 def test_cache_dir_defaults_to_environment_variable(tmp_path, monkeypatch):
