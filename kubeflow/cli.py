@@ -78,7 +78,7 @@ def add_commands(commands) -> None:
     schedule_parser = commands.add_parser(
         "schedule", help="Create a recurring run: a Vertex AI schedule or a KFP recurring run.",
         description="Compile the pipeline and create a schedule that runs it on --cron, with the runtime "
-                    "parameters taken from this command's config (so e.g. --stage1-epochs changes the "
+                    "parameters taken from this command's config (so e.g. --stage2-epochs changes the "
                     "scheduled runs). --dry-run prints the exact HTTP requests instead of sending them.")
     schedule_parser.add_argument("--target", choices=_TARGETS, required=True)
     schedule_parser.add_argument("--cron", required=True,

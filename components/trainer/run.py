@@ -3,6 +3,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from typing import List
 
 import numpy as np
@@ -122,6 +123,7 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, image_size, num_
     available_levels: the module's feature levels (ModuleContract.feature_levels); params.feature_levels says
     which level sets stage 1's cross-validation may choose from.
     """
+    started = time.perf_counter()
     candidates = level_candidates(available_levels, params.feature_levels)
     every_level = tuple(dict.fromkeys(name for levels in candidates for name in levels))
     extract = stages.feature_extractor(model.frozen_backbone(module_path, every_level), train.element_spec[0])
@@ -131,7 +133,7 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, image_size, num_
     stage1 = stages.StageResult("stage1", train_examples=len(features), outcome=(
         f"levels {'+'.join(fit.levels)}, C {fit.c:g} chosen by {fit.folds}-fold cross-validation "
         f"(accuracy {fit.cv_accuracy:.3f})" if fit.folds else f"levels {'+'.join(fit.levels)}, C {fit.c:g} "
-        "(too few examples per class to cross-validate)"))
+        "(too few examples per class to cross-validate)"), seconds=time.perf_counter() - started)
     stage1_classifier = _classifier(model.frozen_backbone(module_path, fit.levels), fit, num_classes,
                                     params.dropout, image_size)
     logging.info("Stage 1: %s", stage1.outcome)
@@ -147,6 +149,7 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, image_size, num_
         logging.info("Stage 2 %s.", skipped.outcome)
         return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, skipped], "stage1")
 
+    stage2_started = time.perf_counter()
     fitting_rows = np.flatnonzero(~held_out)
     fitting_fit = head_lib.fit_head(features, num_classes, candidates, params.cv_folds,
                                     params.sklearn_class_weight, params.seed, fixed=fit, rows=fitting_rows)
@@ -159,6 +162,7 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, image_size, num_
     stage2 = stages.fine_tune(fitting, validation, tuned, backbone.selected_variable_names, params,
                               -(-len(fitting_rows) // params.batch_size), reference, log_dir)
     stage2.train_examples, stage2.validation_examples = len(fitting_rows), int(held_out.sum())
+    stage2.seconds = time.perf_counter() - stage2_started
     logging.info("Stage 2 %s.", stage2.outcome)
     if stage2.best_epoch:
         return TrainingOutcome(tuned, stage1_classifier, fit, [stage1, stage2], "stage2")
@@ -188,7 +192,8 @@ def write_history(model_run_dir: str, outcome: TrainingOutcome, class_names, mod
         "stages": {r.name: {"history": r.history, "validation_loss": r.validation_loss,
                             "validation_accuracy": r.validation_accuracy, "outcome": r.outcome,
                             "train_examples": r.train_examples, "validation_examples": r.validation_examples,
-                            "best_epoch": r.best_epoch, "unfrozen_variables": r.unfrozen_variables}
+                            "best_epoch": r.best_epoch, "seconds": round(r.seconds, 3),
+                            "unfrozen_variables": r.unfrozen_variables}
                    for r in outcome.stages},
         "stage1_head": outcome.head_fit.summary(),
         "chosen_stage": outcome.chosen,

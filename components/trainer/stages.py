@@ -51,6 +51,7 @@ class StageResult:
     validation_examples: int = 0
     best_epoch: int = 0  # 0: no epoch beat stage 1 (the stage was not kept)
     outcome: str = ""  # why the stage was kept, skipped or rolled back
+    seconds: float = 0.0  # wall time of the stage (stage 1: feature pass and head fit)
     train_seconds_per_epoch: List[float] = dataclasses.field(default_factory=list)
 
 
@@ -177,16 +178,19 @@ def softmax_metrics(logits: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
 class KeepBestOnValidation(tf_keras.callbacks.Callback):
     """Early stopping with restore-best and rollback, measured against stage 1 on the same validation slice.
 
-    Epoch 0 is stage 1 itself (reference_loss, with the weights the model has when training starts). Training
-    stops after `patience` epochs without a lower validation loss, at once when the loss diverges (a batch loss
+    Epoch 0 is stage 1 itself (reference {"loss", "accuracy"}, with the weights the model has when training
+    starts). An epoch beats the best so far when its validation loss is lower and its validation accuracy is no
+    lower than stage 1's: a lower loss alone can come from curing an over-confident head while classifying worse.
+    Training stops after `patience` epochs without such an epoch, at once when the loss diverges (a batch loss
     that is NaN, infinite or above DIVERGED_LOSS, or a validation loss above BLOWUP_FACTOR x the reference), and
     the weights of the best epoch are restored at the end: stage 1's if no epoch beat it.
     """
 
-    def __init__(self, reference_loss: float, patience: int):
+    def __init__(self, reference: Dict[str, float], patience: int):
         super().__init__()
-        self.best_loss, self.best_epoch = reference_loss, 0
-        self._reference_loss, self._patience = reference_loss, patience
+        self.best_loss, self.best_epoch = reference["loss"], 0
+        self._reference_loss, self._reference_accuracy = reference["loss"], reference["accuracy"]
+        self._patience = patience
         self._best_weights = None
         self.stopped_because = ""
         # Tensor logs: otherwise Keras converts every metric to Python after every batch for this one check.
@@ -203,13 +207,14 @@ class KeepBestOnValidation(tf_keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         loss = float((logs or {}).get("val_loss", float("nan")))
+        accuracy = float((logs or {}).get("val_accuracy", 0.0))
         if self.stopped_because:
             return
         if not loss <= BLOWUP_FACTOR * self._reference_loss:
             self.stopped_because = (f"the validation loss blew up to {loss:g} at epoch {epoch + 1} "
                                     f"(stage 1: {self._reference_loss:.4f})")
             self.model.stop_training = True
-        elif loss < self.best_loss - 1e-4:
+        elif loss < self.best_loss - 1e-4 and accuracy >= self._reference_accuracy:
             self.best_loss, self.best_epoch = loss, epoch + 1
             self._best_weights = self.model.get_weights()
         elif epoch + 1 - self.best_epoch >= self._patience:
@@ -268,7 +273,7 @@ def fine_tune(fitting: tf.data.Dataset, validation: tf.data.Dataset, classifier:
                               params.warmup_fraction)
     model.compile_classifier(classifier, schedule)
     progress = ProgressLogger("stage 2", params.stage2_epochs)
-    keep_best = KeepBestOnValidation(reference["loss"], params.stage2_patience)
+    keep_best = KeepBestOnValidation(reference, params.stage2_patience)
     history = classifier.fit(
         without_autotuning(fitting.prefetch(_PREFETCH_BATCHES)),
         validation_data=validation,
@@ -287,7 +292,8 @@ def fine_tune(fitting: tf.data.Dataset, validation: tf.data.Dataset, classifier:
         loss, accuracy = reference["loss"], reference["accuracy"]
         outcome = ("rolled back to stage 1: " + keep_best.stopped_because + "; lower --stage2-learning-rate"
                    if keep_best.stopped_because else
-                   f"not kept: no epoch beat stage 1's validation loss {reference['loss']:.4f}")
+                   f"not kept: no epoch beat stage 1's validation loss {reference['loss']:.4f} at an accuracy "
+                   f"of at least its {reference['accuracy']:.3f}")
     if keep_best.stopped_because:
         logging.warning("[stage 2] stopped: %s", keep_best.stopped_because)
     return StageResult("stage2", curves, loss, accuracy, unfrozen, best_epoch=keep_best.best_epoch,

@@ -43,7 +43,7 @@ def _run(data_root, output_dir, module):
     """`hubtfx run` in this process; (exit code, everything it printed)."""
     with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(out):
         code = cli.main(["run", "--data-root", data_root, "--use-spans", "--output-dir", output_dir,
-                         "--hub-handle", module, "--stage1-epochs", "5", "--stage2-epochs", "0",
+                         "--hub-handle", module, "--stage2-epochs", "0",
                          "--batch-size", "8", "--accuracy-threshold", "0.0", "--max-accuracy-drop", "0.0"])
     return code, out.getvalue()
 

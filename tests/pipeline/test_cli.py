@@ -60,7 +60,7 @@ def test_main_job_trains_the_real_efficientnet_and_pushes(tmp_path, sample_root,
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "run", "--data-root", sample_root, "--output", str(out),
-         "--stage1-epochs", "5", "--stage2-epochs", "1", "--accuracy-threshold", "0"],
+         "--min-validation-examples", "2", "--stage2-epochs", "1", "--accuracy-threshold", "0"],
         capture_output=True, text=True, timeout=900, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
     assert result.returncode == cli.EXIT_OK, result.stdout[-3000:] + result.stderr[-3000:]
     assert feature_vector_module in result.stdout  # the bundled module, from the session cache

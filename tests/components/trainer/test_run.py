@@ -101,8 +101,10 @@ def test_the_trainer_never_reads_the_eval_split_and_is_reproducible(tmp_path, ti
     transform_output = str(tmp_path / "transform_32")
     truthful, truthful_scores = _run_trainer(tmp_path, tiny_module, transform_output, "a", [i % 3 for i in range(9)])
     corrupted, corrupted_scores = _run_trainer(tmp_path, tiny_module, transform_output, "b", [0] * 9)
-    for history in (truthful, corrupted):
-        del history["stage1_head"]["seconds"]  # wall time, the only thing allowed to differ
+    for history in (truthful, corrupted):  # wall times are the only thing allowed to differ
+        del history["stage1_head"]["seconds"]
+        for stage in history["stages"].values():
+            del stage["seconds"]
     assert truthful["stage1_head"] == corrupted["stage1_head"]
     assert truthful["stages"] == corrupted["stages"] and truthful["chosen_stage"] == corrupted["chosen_stage"]
     np.testing.assert_array_equal(truthful_scores, corrupted_scores)

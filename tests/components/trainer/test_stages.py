@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from components.trainer import model, run, stages
 from components.trainer.params import TrainingParams
@@ -107,3 +108,40 @@ def test_the_same_data_and_seed_give_the_same_model(tmp_path, tiny_module):
     assert first.stages[1].history == second.stages[1].history
     images = next(iter(_images(45, 45)))[0]
     np.testing.assert_array_equal(first.classifier(images).numpy(), second.classifier(images).numpy())
+
+
+def _callback_on_a_model(reference, patience=2):
+    net = tf_keras.Sequential([tf_keras.layers.Dense(2, input_shape=(3,))])
+    callback = stages.KeepBestOnValidation(reference, patience)
+    callback.set_model(net)
+    callback.on_train_begin()
+    return net, callback
+
+
+def test_an_epoch_must_lower_the_loss_without_lowering_accuracy_to_be_kept():
+    net, callback = _callback_on_a_model({"loss": 1.0, "accuracy": 0.8})
+    start = net.get_weights()
+    net.set_weights([w + 1 for w in start])
+    callback.on_epoch_end(0, {"val_loss": 0.5, "val_accuracy": 0.7})  # lower loss, worse accuracy: not better
+    assert callback.best_epoch == 0 and not net.stop_training
+    callback.on_epoch_end(1, {"val_loss": 0.6, "val_accuracy": 0.8})  # lower loss, same accuracy: better
+    assert callback.best_epoch == 2
+    kept = net.get_weights()
+    net.set_weights([w + 1 for w in kept])
+    callback.on_epoch_end(2, {"val_loss": 0.7, "val_accuracy": 0.9})
+    callback.on_epoch_end(3, {"val_loss": 0.7, "val_accuracy": 0.9})
+    assert net.stop_training  # patience 2 ran out
+    callback.on_train_end()
+    for restored, expected in zip(net.get_weights(), kept):
+        np.testing.assert_array_equal(restored, expected)
+
+
+def test_a_validation_loss_that_blows_up_stops_at_once_and_restores_stage_1():
+    net, callback = _callback_on_a_model({"loss": 0.4, "accuracy": 0.9}, patience=5)
+    start = net.get_weights()
+    net.set_weights([w * 3 for w in start])
+    callback.on_epoch_end(0, {"val_loss": 1.3, "val_accuracy": 0.5})
+    assert net.stop_training and "blew up to 1.3" in callback.stopped_because
+    callback.on_train_end()
+    for restored, expected in zip(net.get_weights(), start):
+        np.testing.assert_array_equal(restored, expected)
