@@ -140,7 +140,7 @@ def test_a_class_with_no_decodable_image_fails_after_writing_the_report(tmp_path
 
     with open(tmp_path / "out" / executor_lib.INGESTION_REPORT_FILE) as handle:
         report = json.load(handle)
-    assert report["per_class"]["broken"] == {"used": 0, "skipped": 2}
+    assert report["per_class"]["broken"] == {"used": 0, "skipped": 2, "train": 0, "eval": 0}
     assert report["files_seen"] == 8 and report["examples_written"] == 6
     assert not os.path.exists(label_map), "a failed ingestion must not update the label map"
     assert not tf.io.gfile.exists(str(tmp_path / "out" / ".ingestion_stats"))
