@@ -218,11 +218,11 @@ def _count(value: Optional[int]) -> str:
 
 def coverage_warnings(facts: RunFacts) -> str:
     """A prominent box naming every class that was trained but never evaluated ("" when there is none)."""
-    warnings = facts.summary.unevaluated_warnings()
+    warnings = facts.summary.coverage_warnings()
     if not warnings:
         return ""
     items = "".join(f"<li>{_e(warning)}</li>" for warning in warnings)
-    return f'<div class="warning"><b>Warning: not every class was evaluated.</b><ul>{items}</ul></div>'
+    return f'<div class="warning"><b>Warning: the evaluation does not cover every class.</b><ul>{items}</ul></div>'
 
 
 def data_section(facts: RunFacts) -> str:
@@ -320,7 +320,7 @@ def blessing_reasons(facts: RunFacts) -> List[str]:
     evaluation, config = facts.evaluation, facts.config
     if evaluation is None:
         return ["The model was not evaluated."]
-    not_evaluated = [f"Not checked: {warning}" for warning in facts.summary.unevaluated_warnings()]
+    not_evaluated = [f"Not checked: {warning}" for warning in facts.summary.coverage_warnings()]
     if not evaluation.validation_ok:
         return (evaluation.failures or ["TFMA's validation failed without naming a threshold; see the Evaluator "
                                         "log."]) + not_evaluated

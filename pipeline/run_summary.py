@@ -46,8 +46,8 @@ class RunSummary:
             return f"not pushed again: {self.push_skipped_reason}"
         return "nothing pushed"
 
-    def unevaluated_warnings(self) -> List[str]:
-        return [coverage_lib.unevaluated_warning(c) for c in coverage_lib.unevaluated(self.classes)]
+    def coverage_warnings(self) -> List[str]:
+        return coverage_lib.warnings(self.classes)
 
     def _class_lines(self) -> List[str]:
         if not self.classes:
@@ -62,7 +62,7 @@ class RunSummary:
             moves = ", ".join(f"{m.get('file')} -> {m.get('split')}" for m in self.rebalanced[:10])
             more = f" and {len(self.rebalanced) - 10} more" if len(self.rebalanced) > 10 else ""
             lines.append(f"                moved so that each class is in both splits: {moves}{more}")
-        lines += [f"  WARNING     {warning}" for warning in self.unevaluated_warnings()]
+        lines += [f"  WARNING     {warning}" for warning in self.coverage_warnings()]
         return lines
 
     def render(self) -> str:

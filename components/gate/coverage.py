@@ -86,7 +86,8 @@ def unevaluated(coverage: Sequence[ClassCoverage]) -> List[ClassCoverage]:
 
 
 def _spans(reports: Sequence[dict]) -> str:
-    spans = sorted(report["span"] for report in reports if report.get("span") is not None)
+    # Without use_spans TFX records span 0 (as the report's data section does, show no span then).
+    spans = sorted(report["span"] for report in reports if report.get("span"))
     return f"span{'s' if len(spans) > 1 else ''} {', '.join(map(str, spans))}" if spans else "the data"
 
 
@@ -95,6 +96,18 @@ def unevaluated_warning(coverage: ClassCoverage) -> str:
     return (f"class {coverage.name!r} has no eval examples ({coverage.train} training): it was never evaluated, "
             "so the blessing says nothing about it. A class with 2 or more images in the newest span gets eval "
             "examples.")
+
+
+def warnings(coverage: Sequence[ClassCoverage]) -> List[str]:
+    """The run summary's and the report's lines about classes that were never evaluated, or whose split counts
+    are unknown (Examples ingested before hubtfx recorded them, reused from TFX's cache)."""
+    lines = [unevaluated_warning(c) for c in unevaluated(coverage)]
+    unknown = [c.name for c in coverage if c.train is None or c.eval is None]
+    if unknown:
+        lines.append(f"the train/eval counts of {', '.join(map(repr, unknown))} were not recorded: their examples "
+                     "were ingested by an older hubtfx and reused from the cache, so a class may lie wholly in one "
+                     "split. Touch the image files (or use a new --output-dir) to ingest them again.")
+    return lines
 
 
 def coverage_error(missing: Sequence[ClassCoverage], training: Sequence[dict]) -> ClassCoverageError:

@@ -65,7 +65,7 @@ def test_the_single_image_class_is_named_in_the_summary_and_the_report(run):
     text = summary.render()
     assert "WARNING     class 'solo' has no eval examples (1 training)" in text
     assert text.count("WARNING") == 1
-    assert "not every class was evaluated" in page and "Not checked: class &#x27;solo&#x27;" in page
+    assert "the evaluation does not cover every class" in page and "Not checked: class &#x27;solo&#x27;" in page
     assert "overall and for each class" not in page
     assert "apply to the overall accuracy only, not to each class" in page
 

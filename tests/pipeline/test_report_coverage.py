@@ -86,7 +86,7 @@ def test_a_failed_blessing_still_names_the_classes_that_were_never_evaluated():
 def test_the_report_warns_prominently_and_lists_every_class_with_its_counts():
     parser = _render(_facts(_summary()))
     warning = " ".join(parser.warning)
-    assert "not every class was evaluated" in warning and "'purple'" in warning
+    assert "the evaluation does not cover every class" in warning and "'purple'" in warning
     assert "'blue'" not in warning and "'yellow'" not in warning
     # The per-class precision/recall table keeps purple, with recall n/a, and shows training examples.
     assert ["purple", "3", "0", "0", "n/a", "n/a"] in parser.rows
@@ -108,3 +108,14 @@ def test_the_run_summary_shows_per_split_counts_the_moves_and_the_unevaluated_cl
     assert "yellow/yellow_004.png -> train" in text
     assert "WARNING     class 'purple' has no eval examples (3 training)" in text
     assert "(threshold 0.50, on the whole eval split, not per class): BLESSED" in text
+
+
+def test_counts_of_examples_ingested_before_they_were_recorded_are_flagged_not_shown_as_zero():
+    summary = _summary()
+    summary.classes = [ClassCoverage("blue", None, None), ClassCoverage("yellow", None, None)]
+    text = summary.render()
+    assert "classes     train/eval examples: blue ?/?, yellow ?/?" in text
+    assert "WARNING     the train/eval counts of 'blue', 'yellow' were not recorded" in text
+    parser = _render(_facts(summary))
+    assert ["blue", "not recorded", "not recorded"] in parser.rows
+    assert "Touch the image files" in " ".join(parser.warning)
