@@ -80,8 +80,8 @@ class RunSummary:
             lines.append(f"              kept {self.chosen_stage} (chosen on the train split only)")
         if self.eval_accuracy is not None:
             verdict = "BLESSED" if self.blessed else "NOT blessed"
-            lines.append(f"  evaluation  accuracy {self.eval_accuracy:.3f} (threshold {self.accuracy_threshold:.2f}, on the "
-                         f"whole eval split, not per class): {verdict}")
+            lines.append(f"  evaluation  accuracy {self.eval_accuracy:.3f} (threshold {self.accuracy_threshold:.2f}, "
+                         f"on the whole eval split, not per class): {verdict}")
         if self.baseline_skipped_reason:
             lines.append(f"  baseline    {self.baseline_skipped_reason}: {comparability.CONSEQUENCE}")
         lines.append(f"  serving     {self.serving_outcome()}")

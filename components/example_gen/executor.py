@@ -423,7 +423,7 @@ def build_report(layout: layout_lib.Layout, stats_dir: str, split_names: List[st
     """
     skipped = sorted(_read_json_lines(os.path.join(stats_dir, _SKIPPED_STATS)), key=lambda record: record["file"])
     per_split_class = {
-        split_name: dict(tuple(pair) for pair in _read_json_lines(os.path.join(stats_dir, _SPLIT_STATS.format(split_name))))
+        split_name: dict(map(tuple, _read_json_lines(os.path.join(stats_dir, _SPLIT_STATS.format(split_name)))))
         for split_name in split_names
     }
     skipped_per_class = {name: 0 for name in layout.class_names}

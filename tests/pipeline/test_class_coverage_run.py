@@ -42,7 +42,7 @@ def run(tmp_path_factory, tiny_module):
     work = tmp_path_factory.mktemp("coverage_run")
     write_case(str(work / "data"))
     config = module_resolution.resolve(PipelineConfig(
-        data_root=str(work / "data"), output_dir=str(work / "out"), hub_handle=tiny_module, stage1_epochs=3,
+        data_root=str(work / "data"), output_dir=str(work / "out"), hub_handle=tiny_module,
         fine_tune_blocks="0", accuracy_threshold=0.0, batch_size=8))
     summary = local_runner.run_local(config)
     with open(summary.report_path, encoding="utf-8") as f:
@@ -77,7 +77,7 @@ def test_a_label_map_class_without_images_stops_the_run_before_training(tmp_path
     with open(out / "label_map.json", "w") as f:  # a class of an earlier run that is no longer in the data
         json.dump({"classes": ["aqua", *sorted(PLAN)]}, f)
     code = cli.main(["run", "--data-root", str(tmp_path / "data"), "--output-dir", str(out), "--hub-handle",
-                     tiny_module, "--stage1-epochs", "1", "--fine-tune-blocks", "0"])
+                     tiny_module, "--fine-tune-blocks", "0"])
     error = capsys.readouterr().err
     assert code == cli.EXIT_USAGE, error
     assert "class 'aqua' of the label map has no training examples in the data" in error

@@ -176,7 +176,7 @@ def test_every_class_of_the_field_case_is_trained_and_the_report_counts_each_spl
     written = _written_splits(examples.uri)
     with open(tmp_path / "out" / executor_lib.INGESTION_REPORT_FILE) as handle:
         report = json.load(handle)
-    counts = {name: (sum(n == name for n in written["train"].values()), sum(n == name for n in written["eval"].values()))
+    counts = {name: tuple(sum(n == name for n in written[split].values()) for split in ("train", "eval"))
               for name in plan}
     assert counts == {"blue": (6, 2), "yellow": (1, 2), "purple": (2, 1), "solo": (1, 0), "fragile": (1, 1)}
     for name, (train, evaluation) in counts.items():

@@ -85,6 +85,8 @@ def test_reports_without_per_class_split_counts_are_not_recorded_rather_than_zer
     report["per_class"] = {name: {"used": c["used"], "skipped": 0} for name, c in report["per_class"].items()}
     with open(path, "w") as f:
         json.dump(report, f)
-    coverage = coverage_lib.check([coverage_lib.read_ingestion(examples.uri)], coverage_lib.read_ingestion(examples.uri))
+    stored = coverage_lib.read_ingestion(examples.uri)
+    coverage = coverage_lib.check([stored], stored)
     assert [(c.train, c.eval) for c in coverage] == [(None, None), (None, None)]
     assert not coverage_lib.unevaluated(coverage)
+    assert "'blue', 'red' were not recorded" in coverage_lib.warnings(coverage)[0]
