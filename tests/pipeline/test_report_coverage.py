@@ -59,7 +59,8 @@ def _facts(summary, validation_ok=True, failures=()):
         c.name: {"used": c.train + c.eval, "skipped": 0, "train": c.train, "eval": c.eval} for c in CLASSES}}]
     return report.RunFacts(config=PipelineConfig(accuracy_threshold=0.5), summary=summary, ingestion=ingestion,
                            history={}, class_names=[c.name for c in CLASSES], evaluation=evaluation,
-                           baseline_model="", module_handle="tiny", module_sha256="ab" * 32, module_uri="/m",
+                           baseline_model="", skipped_baseline_model="", module_handle="tiny",
+                           module_sha256="ab" * 32, module_uri="/m",
                            misclassified=[])
 
 
