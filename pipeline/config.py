@@ -37,7 +37,8 @@ class PipelineConfig:
     use_spans: bool = _field(False, "Read span-<N> sub-folders and train on the latest span.", "data")
     span_window: int = _field(1, "With use_spans: train on the last N ingested spans (1: the latest only). "
                                  "Models are always evaluated on the latest span.", "data")
-    eval_percent: int = _field(20, "Percent of images held out for evaluation (split by hash of path).", "data")
+    eval_percent: int = _field(20, "Percent of images held out for evaluation (split by hash of path; a class "
+                                   "with 2+ images always gets both training and eval images).", "data")
     sample_images_per_class: int = _field(30, "Images per class when generating the sample data.", "data")
 
     # --- backbone module ---
@@ -156,7 +157,8 @@ class PipelineConfig:
     def validate(self) -> "PipelineConfig":
         """Raises ConfigError for values that would only fail deep inside a component."""
         if not 0 < self.eval_percent < 100:
-            raise ConfigError(f"eval_percent must be between 1 and 99, got {self.eval_percent}.")
+            raise ConfigError(f"eval_percent must be between 1 and 99, got {self.eval_percent}: 0 leaves no eval "
+                              "split to judge a model on, 100 no training split.")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}.")
         if not 0 <= self.dropout < 1:

@@ -135,9 +135,11 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path or CURATED_SCHEMA)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"])
     span_window = span_window_resolver(config, example_gen.outputs["examples"]) if config.span_window > 1 else None
     training_examples = span_window.outputs["examples"] if span_window else example_gen.outputs["examples"]
+    # Also checks that every class has training examples in what the Trainer reads.
+    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"],
+                               examples=example_gen.outputs["examples"], training_examples=training_examples)
 
     # The Hub module is a tracked input: its lineage (handle and content hash) is recorded in ML Metadata.
     hub_module = tfx.dsl.Importer(
@@ -185,8 +187,8 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push_base_dir)),
     )
-    return [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
-            *([span_window] if span_window else []), hub_module, transform, trainer, baseline_resolver,
+    return [example_gen, statistics_gen, schema_gen, example_validator, *([span_window] if span_window else []),
+            anomaly_gate, hub_module, transform, trainer, baseline_resolver,
             evaluator, pusher]
 
 

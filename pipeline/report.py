@@ -18,7 +18,6 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2
 from PIL import Image
 from tfx.utils import path_utils
 
@@ -63,15 +62,10 @@ class RunFacts:
 
 
 # ------------------------------------------------------------------------------------------- reading the run
-def _artifact_type_id(store, name: str) -> Optional[int]:
-    artifact_type = store.get_artifact_type(name)
-    return artifact_type.id if artifact_type else None
-
-
 def imported_module(store, pipeline_name: str):
     """The newest Hub module imported by the pipeline: the Model artifact that carries a sha256."""
     context = store.get_context_by_type_and_name("pipeline", pipeline_name)
-    model_type = _artifact_type_id(store, "Model")
+    model_type = run_summary.artifact_type_id(store, "Model")
     if context is None or model_type is None:
         return None
     modules = [a for a in store.get_artifacts_by_context(context.id)
@@ -79,24 +73,9 @@ def imported_module(store, pipeline_name: str):
     return max(modules, key=lambda a: a.id, default=None)
 
 
-def training_examples(store, model_run) -> list:
-    """The Examples artifacts the Trainer read for this model (several spans when it trains on a span window)."""
-    output = metadata_store_pb2.Event.OUTPUT
-    producers = [e.execution_id for e in store.get_events_by_artifact_ids([model_run.id]) if e.type == output]
-    if not producers:
-        return []
-    # The first producer trained the model; later ones are cache hits that reused it.
-    events = store.get_events_by_execution_ids([min(producers)])
-    input_ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.INPUT]
-    examples_type = _artifact_type_id(store, "Examples")
-    return [a for a in store.get_artifacts_by_id(input_ids) if a.type_id == examples_type]
-
-
 def _ingestion_reports(store, latest: Dict[str, object]) -> List[dict]:
-    examples = training_examples(store, latest["ModelRun"]) if "ModelRun" in latest else []
-    if not examples and "Examples" in latest:
-        examples = [latest["Examples"]]
-    reports = [run_summary.read_json(os.path.join(e.uri, "ingestion_report.json")) for e in examples]
+    reports = [run_summary.read_json(os.path.join(e.uri, "ingestion_report.json"))
+               for e in run_summary.trained_examples(store, latest)]
     return sorted((r for r in reports if r), key=lambda r: r.get("span") or 0)
 
 
@@ -233,17 +212,40 @@ def _section(section_id: str, title: str, body: str) -> str:
     return f'<section id="{section_id}"><h2>{_e(title)}</h2>{body}</section>'
 
 
+def _count(value: Optional[int]) -> str:
+    return "not recorded" if value is None else str(value)
+
+
+def coverage_warnings(facts: RunFacts) -> str:
+    """A prominent box naming every class that was trained but never evaluated ("" when there is none)."""
+    warnings = facts.summary.coverage_warnings()
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{_e(warning)}</li>" for warning in warnings)
+    return f'<div class="warning"><b>Warning: the evaluation does not cover every class.</b><ul>{items}</ul></div>'
+
+
 def data_section(facts: RunFacts) -> str:
     summary = facts.summary
     parts = [f"<p>Data root <code>{_e(summary.data_root)}</code>: {summary.files_seen} files seen, "
              f"{summary.examples_written} used, {len(summary.skipped)} skipped.</p>"]
+    if summary.classes:
+        parts.append("<h3>Examples per class</h3><p>Training examples over every span trained on; eval examples of "
+                     "the split the Evaluator scored.</p>"
+                     + _table(["class", "training examples", "eval examples"],
+                              [(c.name, _count(c.train), _count(c.eval)) for c in summary.classes]))
     for report in facts.ingestion:
         span = report.get("span")
         splits = ", ".join(f"{name} {count}" for name, count in report.get("per_split", {}).items())
         parts.append(f"<h3>{'Span ' + _e(span) + ': ' if span else ''}{_e(splits)} examples</h3>")
-        parts.append(_table(["class", "used", "skipped"],
-                            [(name, c.get("used", 0), c.get("skipped", 0))
+        parts.append(_table(["class", "train", "eval", "skipped"],
+                            [(name, _count(c.get("train")), _count(c.get("eval")), c.get("skipped", 0))
                              for name, c in report.get("per_class", {}).items()]))
+        moved = report.get("rebalanced", [])
+        if moved:
+            parts.append("<p>Moved from their hashed split so that each class is in both splits: "
+                         + ", ".join(f"<code>{_e(m.get('file'))}</code> to {_e(m.get('split'))}" for m in moved)
+                         + ".</p>")
     return _section("data", "Data", "".join(parts))
 
 
@@ -286,9 +288,10 @@ def evaluation_section(facts: RunFacts) -> str:
     metrics = _table(["metric", "value"], [(name, _metric(name, value)) for name, value in
                                            sorted(evaluation.metrics.items())])
     per_class = eval_results.per_class_metrics(evaluation.confusion, facts.class_names)
-    per_class_table = _table(["class", "eval examples", "predicted as", "precision", "recall"],
-                             [(c.name, c.support, c.predicted, _number(c.precision), _number(c.recall))
-                              for c in per_class])
+    trained = {c.name: c.train for c in facts.summary.classes}
+    per_class_table = _table(["class", "training examples", "eval examples", "predicted as", "precision", "recall"],
+                             [(c.name, _count(trained.get(c.name)), c.support, c.predicted, _number(c.precision),
+                               _number(c.recall)) for c in per_class])
     matrix = _img(confusion_matrix_png(evaluation.confusion, facts.class_names), "Confusion matrix", "plot")
     return _section("evaluation", "Evaluation (eval split)", metrics + "<h3>Confusion matrix</h3>" + matrix
                     + '<h3 id="per-class">Per-class precision and recall</h3>' + per_class_table)
@@ -317,11 +320,14 @@ def blessing_reasons(facts: RunFacts) -> List[str]:
     evaluation, config = facts.evaluation, facts.config
     if evaluation is None:
         return ["The model was not evaluated."]
+    not_evaluated = [f"Not checked: {warning}" for warning in facts.summary.coverage_warnings()]
     if not evaluation.validation_ok:
-        return evaluation.failures or ["TFMA's validation failed without naming a threshold; see the Evaluator log."]
-    # The thresholds of pipeline.eval_config apply to every slice, so each class slice passed them as well.
-    reasons = [f"Accuracy {_number(evaluation.metrics.get(eval_results.ACCURACY), 4)} reached the threshold "
-               f"{config.accuracy_threshold:.4f}, overall and for each class."]
+        return (evaluation.failures or ["TFMA's validation failed without naming a threshold; see the Evaluator "
+                                        "log."]) + not_evaluated
+    # pipeline.eval_config gates the overall slice only: no class's own accuracy was checked.
+    reasons = [f"Accuracy {_number(evaluation.metrics.get(eval_results.ACCURACY), 4)} on the whole eval split "
+               f"reached the threshold {config.accuracy_threshold:.4f}. The thresholds apply to the overall "
+               "accuracy only, not to each class: see the per-class precision and recall."]
     if evaluation.has_baseline:
         change = evaluation.diffs.get(eval_results.ACCURACY, 0.0)
         reasons.append(f"Accuracy changed by {change:+.4f} against the baseline; a drop of at most "
@@ -331,7 +337,7 @@ def blessing_reasons(facts: RunFacts) -> List[str]:
                        "the change threshold did not apply.")
     else:
         reasons.append("No baseline yet, so the change threshold did not apply.")
-    return reasons
+    return reasons + not_evaluated
 
 
 def blessing_section(facts: RunFacts) -> str:
@@ -370,6 +376,7 @@ table { border-collapse: collapse; margin: 0.5rem 0; } th, td { border: 1px soli
 th { background: #f3f3f3; text-align: left; } td { font-variant-numeric: tabular-nums; }
 code { word-break: break-all; } .plot { max-width: 100%; display: block; margin: 0.5rem 0; }
 .verdict { font-weight: bold; font-size: 1.2rem; } .good { color: #1a7f37; } .bad { color: #cf222e; }
+.warning { border: 2px solid #bf8700; background: #fff8c5; padding: 0.5rem 1rem; margin: 1rem 0; }
 .thumbs { display: flex; flex-wrap: wrap; gap: 1rem; } figure { margin: 0; width: 10rem; font-size: 0.85rem; }
 .thumb { width: 96px; height: 96px; object-fit: contain; image-rendering: pixelated; border: 1px solid #ccc; }
 """
@@ -383,7 +390,7 @@ def render(facts: RunFacts, generated: datetime.datetime) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
             f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>"
             f"<p>Generated {_e(generated.strftime('%Y-%m-%d %H:%M:%S'))}; the model was <b>{verdict}</b>.</p>"
-            + "".join(section(facts) for section in sections) + "</body></html>")
+            + coverage_warnings(facts) + "".join(section(facts) for section in sections) + "</body></html>")
 
 
 def write_report(config: PipelineConfig, connection_config) -> str:

@@ -6,8 +6,10 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 
 from components.evaluator import comparability
+from components.gate import coverage as coverage_lib
 from pipeline.config import PipelineConfig
 
 
@@ -17,6 +19,10 @@ class RunSummary:
     files_seen: int = 0
     examples_written: int = 0
     skipped: List[Dict[str, str]] = dataclasses.field(default_factory=list)
+    # Training and eval examples per class, in class-id order (see components/gate/coverage.py).
+    classes: List[coverage_lib.ClassCoverage] = dataclasses.field(default_factory=list)
+    # Images the split moved so that no class lands wholly in one split (components/example_gen/split.py).
+    rebalanced: List[Dict[str, str]] = dataclasses.field(default_factory=list)
     module: str = ""
     module_sha256: str = ""
     # What each training stage chose and did, and which was kept (training_history.json, see components.trainer).
@@ -40,6 +46,25 @@ class RunSummary:
             return f"not pushed again: {self.push_skipped_reason}"
         return "nothing pushed"
 
+    def coverage_warnings(self) -> List[str]:
+        return coverage_lib.warnings(self.classes)
+
+    def _class_lines(self) -> List[str]:
+        if not self.classes:
+            return []
+
+        def count(value):
+            return "?" if value is None else str(value)
+
+        lines = ["  classes     train/eval examples: "
+                 + ", ".join(f"{c.name} {count(c.train)}/{count(c.eval)}" for c in self.classes)]
+        if self.rebalanced:
+            moves = ", ".join(f"{m.get('file')} -> {m.get('split')}" for m in self.rebalanced[:10])
+            more = f" and {len(self.rebalanced) - 10} more" if len(self.rebalanced) > 10 else ""
+            lines.append(f"                moved so that each class is in both splits: {moves}{more}")
+        lines += [f"  WARNING     {warning}" for warning in self.coverage_warnings()]
+        return lines
+
     def render(self) -> str:
         lines = ["", "hubtfx run summary",
                  f"  data        {self.data_root}: {self.files_seen} files, {self.examples_written} used, "
@@ -47,6 +72,7 @@ class RunSummary:
         lines += [f"                skipped {s.get('file')}: {s.get('reason')}" for s in self.skipped[:20]]
         if len(self.skipped) > 20:
             lines.append(f"                ... and {len(self.skipped) - 20} more (see the ingestion report)")
+        lines += self._class_lines()
         lines.append(f"  module      {self.module} (sha256 {self.module_sha256[:12]})")
         for name, outcome in self.stage_outcomes.items():
             lines.append(f"  training    {name}: {outcome}")
@@ -54,8 +80,8 @@ class RunSummary:
             lines.append(f"              kept {self.chosen_stage} (chosen on the train split only)")
         if self.eval_accuracy is not None:
             verdict = "BLESSED" if self.blessed else "NOT blessed"
-            lines.append(f"  evaluation  accuracy {self.eval_accuracy:.3f} (threshold {self.accuracy_threshold:.2f}): "
-                         f"{verdict}")
+            lines.append(f"  evaluation  accuracy {self.eval_accuracy:.3f} (threshold {self.accuracy_threshold:.2f}, "
+                         f"on the whole eval split, not per class): {verdict}")
         if self.baseline_skipped_reason:
             lines.append(f"  baseline    {self.baseline_skipped_reason}: {comparability.CONSEQUENCE}")
         lines.append(f"  serving     {self.serving_outcome()}")
@@ -74,6 +100,32 @@ def latest_artifacts(store, pipeline_name: str) -> Dict[str, object]:
     for artifact in sorted(store.get_artifacts_by_context(context.id), key=lambda a: a.id):
         latest[types[artifact.type_id]] = artifact
     return latest
+
+
+def artifact_type_id(store, name: str) -> Optional[int]:
+    artifact_type = store.get_artifact_type(name)
+    return artifact_type.id if artifact_type else None
+
+
+def training_examples(store, model_run) -> list:
+    """The Examples artifacts the Trainer read for this model (several spans when it trains on a span window)."""
+    output = metadata_store_pb2.Event.OUTPUT
+    producers = [e.execution_id for e in store.get_events_by_artifact_ids([model_run.id]) if e.type == output]
+    if not producers:
+        return []
+    # The first producer trained the model; later ones are cache hits that reused it.
+    events = store.get_events_by_execution_ids([min(producers)])
+    input_ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.INPUT]
+    examples_type = artifact_type_id(store, "Examples")
+    return [a for a in store.get_artifacts_by_id(input_ids) if a.type_id == examples_type]
+
+
+def trained_examples(store, latest: Dict[str, object]) -> list:
+    """The Examples of the latest model's training, or the latest Examples when no model was trained."""
+    examples = training_examples(store, latest["ModelRun"]) if "ModelRun" in latest else []
+    if not examples and "Examples" in latest:
+        examples = [latest["Examples"]]
+    return examples
 
 
 def read_json(path: str) -> dict:
@@ -105,6 +157,10 @@ def summarize(config: PipelineConfig, connection_config) -> RunSummary:
         summary.files_seen = report.get("files_seen", 0)
         summary.examples_written = report.get("examples_written", 0)
         summary.skipped = report.get("skipped", [])
+        training = [coverage_lib.read_ingestion(e.uri) for e in trained_examples(store, latest)]
+        summary.classes = coverage_lib.class_coverage(training, coverage_lib.read_ingestion(latest["Examples"].uri))
+        summary.rebalanced = sorted({(m["file"], m["split"]): m for r in training for m in r.get("rebalanced", [])}
+                                    .values(), key=lambda m: m["file"])
     if "ModelRun" in latest:
         history = read_json(os.path.join(latest["ModelRun"].uri, "training_history.json"))
         summary.stage_outcomes = {k: v.get("outcome", "") for k, v in history.get("stages", {}).items()}

@@ -6,6 +6,10 @@ Each image file becomes one tf.Example:
   label_name bytes   class name: the folder name in Unicode NFC, white space trimmed (class_names.py)
   filename   bytes   path relative to the class-folder root, e.g. b"daisy/1.jpg" (also the split key)
 
+The 'train'/'eval' split follows split.SplitRule: a hash of `filename`, rebalanced so that a class never lands
+wholly in one split (see split.py for the rule). The per-class count of each split and the images moved by the
+rebalancing are recorded in the ingestion report.
+
 Files that `tf.io.decode_image(raw, channels=3, expand_animations=False)` cannot decode -- exactly what
 Transform will run -- are skipped in the same Beam pass that reads them (a tagged side output) and listed
 with their reason in <examples uri>/ingestion_report.json, as are images over image_ops.MAX_PIXELS (judged
@@ -31,6 +35,7 @@ from tfx.utils import proto_utils
 
 from components.example_gen import class_names as class_names_lib
 from components.example_gen import layout as layout_lib
+from components.example_gen import split as split_lib
 from components.transform import image_ops
 
 LABEL_MAP_PATH_KEY = "label_map_path"
@@ -45,8 +50,8 @@ STATS_DIR_KEY = "_image_folder_stats_dir"
 SKIPPED_TAG = "skipped"
 _STATS_DIR_NAME = ".ingestion_stats"
 _SKIPPED_STATS = "skipped.jsonl"
-_USED_STATS = "used_per_class.jsonl"
-_SPLIT_STATS = "split_{}.jsonl"
+_MOVED_STATS = "rebalanced.jsonl"
+_SPLIT_STATS = "split_{}.jsonl"  # [class name, examples] pairs
 
 _SUPPORTED_FORMATS = image_ops.SUPPORTED_FORMATS
 # Leading bytes of formats, to explain *why* a file was skipped (the verdict is decode_image's).
@@ -89,6 +94,11 @@ def decode_failure_reason(raw: bytes) -> Optional[str]:
     if fmt not in ("JPEG", "PNG", "GIF", "BMP"):
         return f"unsupported format {fmt}: convert it to one of {_SUPPORTED_FORMATS}"
     return f"corrupt or truncated {fmt}: {detail}"
+
+
+def feature_text(example: tf.train.Example, name: str) -> str:
+    """The UTF-8 text of a one-value bytes feature (label_name, filename) of an example written here."""
+    return example.features.feature[name].bytes_list.value[0].decode("utf-8")
 
 
 def _tf_error_detail(err: tf.errors.OpError) -> str:
@@ -189,8 +199,8 @@ def ImageFolderToExample(  # pylint: disable=invalid-name
     """TFX input-source transform: the class folders of the driver-resolved split pattern -> tf.Examples.
 
     Reads the files of the executor's scan (exec_properties[LAYOUT_KEY], so the report's files_seen is
-    exactly what was read) and writes the skipped files and the per-class example counts as JSON lines to
-    the exec_properties[STATS_DIR_KEY] folder, for the executor's ingestion report.
+    exactly what was read) and writes the skipped files as JSON lines to the exec_properties[STATS_DIR_KEY]
+    folder, for the executor's ingestion report.
     """
     layout = exec_properties[LAYOUT_KEY]
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
@@ -200,12 +210,6 @@ def ImageFolderToExample(  # pylint: disable=invalid-name
     outputs = pipeline | "ReadImageFolder" >> ReadImageFolder(layout, exec_properties[CLASS_NAMES_KEY])
     stats_dir = exec_properties[STATS_DIR_KEY]
     _ = outputs[SKIPPED_TAG] | "WriteSkipped" >> _WriteJsonLines(os.path.join(stats_dir, _SKIPPED_STATS))
-    _ = (
-        outputs.examples
-        | "LabelNames" >> beam.Map(lambda example: example.features.feature["label_name"].bytes_list.value[0].decode())
-        | "CountPerClass" >> beam.combiners.Count.PerElement()
-        | "WriteUsed" >> _WriteJsonLines(os.path.join(stats_dir, _USED_STATS))
-    )
     return outputs.examples
 
 
@@ -231,14 +235,39 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         return ImageFolderToExample
 
     def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]):
-        """The base splits, plus a count of each split written to the stats folder."""
-        splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
-        for split_name, examples in splits.items():
+        """{'train': examples, 'eval': examples}, split by split.SplitRule instead of TFX's hash-only split.
+
+        The rebalancing needs every used path of a class, so the (class, path) pairs -- not the images -- are
+        grouped by class; the moves are a side input of the partition. Writes the per-class count of each split
+        and the moved images to the stats folder.
+        """
+        output_config = example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        rule = split_lib.SplitRule.from_output_config(output_config)
+        stats_dir = exec_properties[STATS_DIR_KEY]
+        examples = pipeline | "InputToRecord" >> ImageFolderToExample(  # pylint: disable=no-value-for-parameter
+            exec_properties, _single_split_pattern(exec_properties))
+        moved = (
+            examples
+            | "ClassAndPath" >> beam.Map(lambda e: (feature_text(e, "label_name"), feature_text(e, "filename")))
+            | "GroupByClass" >> beam.GroupByKey()
+            | "Rebalance" >> beam.FlatMap(
+                lambda class_paths: [{"file": path, "class": class_paths[0], "split": split}
+                                     for path, split in sorted(rule.rebalance(class_paths[1]).items())])
+        )
+        _ = moved | "WriteMoved" >> _WriteJsonLines(os.path.join(stats_dir, _MOVED_STATS))
+        moved_splits = beam.pvalue.AsDict(moved | "MovedSplit" >> beam.Map(lambda m: (m["file"], m["split"])))
+        parts = examples | "SplitData" >> beam.Partition(
+            lambda e, _, moves: rule.split_index(feature_text(e, "filename"), moves), len(split_lib.SPLIT_NAMES),
+            moved_splits)
+        splits = dict(zip(split_lib.SPLIT_NAMES, parts))
+        for split_name, split_examples in splits.items():
             _ = (
-                examples
-                | f"Count[{split_name}]" >> beam.combiners.Count.Globally()
-                | f"WriteCount[{split_name}]"
-                >> _WriteJsonLines(os.path.join(exec_properties[STATS_DIR_KEY], _SPLIT_STATS.format(split_name)))
+                split_examples
+                | f"LabelNames[{split_name}]" >> beam.Map(feature_text, "label_name")
+                | f"CountPerClass[{split_name}]" >> beam.combiners.Count.PerElement()
+                | f"WriteCounts[{split_name}]"
+                >> _WriteJsonLines(os.path.join(stats_dir, _SPLIT_STATS.format(split_name)))
             )
         return splits
 
@@ -387,25 +416,31 @@ def _read_json_lines(path: str) -> List[Any]:
 
 
 def build_report(layout: layout_lib.Layout, stats_dir: str, split_names: List[str]) -> Dict[str, Any]:
-    """The ingestion report from the layout and the Beam job's stats files."""
+    """The ingestion report from the layout and the Beam job's stats files.
+
+    per_class maps each class folder to {"used", "skipped", and one example count per split name}; "rebalanced"
+    lists the images split.SplitRule moved away from their hashed split ({"file", "class", "split"}).
+    """
     skipped = sorted(_read_json_lines(os.path.join(stats_dir, _SKIPPED_STATS)), key=lambda record: record["file"])
-    used = dict(tuple(pair) for pair in _read_json_lines(os.path.join(stats_dir, _USED_STATS)))
-    per_split = {}
-    for split_name in split_names:
-        counts = _read_json_lines(os.path.join(stats_dir, _SPLIT_STATS.format(split_name)))
-        per_split[split_name] = counts[0] if counts else 0
+    per_split_class = {
+        split_name: dict(map(tuple, _read_json_lines(os.path.join(stats_dir, _SPLIT_STATS.format(split_name)))))
+        for split_name in split_names
+    }
     skipped_per_class = {name: 0 for name in layout.class_names}
     for record in skipped:
         skipped_per_class[record["class"]] += 1
+    per_class = {}
+    for name in layout.class_names:
+        in_splits = {split_name: per_split_class[split_name].get(name, 0) for split_name in split_names}
+        per_class[name] = {"used": sum(in_splits.values()), "skipped": skipped_per_class[name], **in_splits}
     return {
         "input_base": layout.input_base,
         "span": layout.span,
         "files_seen": layout.num_files,
-        "examples_written": sum(used.values()),
-        "per_class": {
-            name: {"used": used.get(name, 0), "skipped": skipped_per_class[name]} for name in layout.class_names
-        },
-        "per_split": per_split,
+        "examples_written": sum(counts["used"] for counts in per_class.values()),
+        "per_class": per_class,
+        "per_split": {split_name: sum(counts.values()) for split_name, counts in per_split_class.items()},
+        "rebalanced": sorted(_read_json_lines(os.path.join(stats_dir, _MOVED_STATS)), key=lambda m: m["file"]),
         "skipped": [{"file": record["file"], "reason": record["reason"]} for record in skipped],
     }
 

@@ -1,4 +1,5 @@
 """End-to-end: ImageFolderExampleGen through TFX's LocalDagRunner with a SQLite ML Metadata store."""
+import collections
 import glob
 import json
 import os
@@ -105,10 +106,10 @@ def test_image_folder_example_gen_end_to_end(tmp_path):
     report = _read_json(os.path.join(uri, "ingestion_report.json"))
     assert report["span"] == 1 and report["input_base"] == data
     assert report["files_seen"] == 64 and report["examples_written"] == 60
+    in_split = {split: collections.Counter(name for _, name, _ in records.values()) for split, records in splits.items()}
     assert report["per_class"] == {
-        "square": {"used": 20, "skipped": 1},
-        "star": {"used": 20, "skipped": 1},
-        "triangle": {"used": 20, "skipped": 2},
+        name: {"used": 20, "skipped": skipped, "train": in_split["train"][name], "eval": in_split["eval"][name]}
+        for name, skipped in [("square", 1), ("star", 1), ("triangle", 2)]
     }
     assert report["per_split"] == {"train": len(splits["train"]), "eval": len(splits["eval"])}
     assert [entry["file"] for entry in report["skipped"]] == sorted(_BAD)

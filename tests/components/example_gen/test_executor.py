@@ -15,6 +15,7 @@ from tfx.utils import proto_utils
 from components.example_gen import executor as executor_lib
 from components.example_gen.component import make_output_config
 from components.example_gen.layout import DataLayoutError, scan_layout
+from components.example_gen.split import SplitRule
 from pipeline.sample_data import generate_dataset
 
 _TINY = dict(images_per_class=3, min_size=24, max_size=32)
@@ -110,14 +111,14 @@ def test_a_malformed_label_map_says_how_to_fix_it(tmp_path):
         executor_lib.resolve_class_names(["daisy"], path)
 
 
-def _run_executor(input_base, output_uri, label_map_path=None):
+def _run_executor(input_base, output_uri, label_map_path=None, eval_percent=30):
     examples = standard_artifacts.Examples()
     examples.uri = output_uri
     input_config = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split", pattern="*/*")])
     exec_properties = {
         standard_component_specs.INPUT_BASE_KEY: input_base,
         standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(input_config),
-        standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(make_output_config(30)),
+        standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(make_output_config(eval_percent)),
         standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
         standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
         executor_lib.LABEL_MAP_PATH_KEY: label_map_path,
@@ -140,7 +141,55 @@ def test_a_class_with_no_decodable_image_fails_after_writing_the_report(tmp_path
 
     with open(tmp_path / "out" / executor_lib.INGESTION_REPORT_FILE) as handle:
         report = json.load(handle)
-    assert report["per_class"]["broken"] == {"used": 0, "skipped": 2}
+    assert report["per_class"]["broken"] == {"used": 0, "skipped": 2, "train": 0, "eval": 0}
     assert report["files_seen"] == 8 and report["examples_written"] == 6
     assert not os.path.exists(label_map), "a failed ingestion must not update the label map"
     assert not tf.io.gfile.exists(str(tmp_path / "out" / ".ingestion_stats"))
+
+
+def _written_splits(examples_uri):
+    """{split: {filename: label_name}} of the examples the executor wrote."""
+    result = {}
+    for split in ("train", "eval"):
+        files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+        records = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files, "GZIP")]
+        result[split] = {executor_lib.feature_text(e, "filename"): executor_lib.feature_text(e, "label_name")
+                         for e in records}
+    return result
+
+
+def test_every_class_of_the_field_case_is_trained_and_the_report_counts_each_split(tmp_path, names_hashing_to):
+    """Field case 11 and siblings: classes whose images all hash to one split, a single image, a class whose
+    only train-hashed image is undecodable. Every class with 2+ decodable images gets both splits."""
+    rule = SplitRule.from_eval_percent(20)
+    plan = {"blue": (6, 2), "yellow": (0, 3), "purple": (3, 0), "solo": (0, 1), "fragile": (0, 2)}
+    data = tmp_path / "data"
+    for class_name, (n_train, n_eval) in plan.items():
+        os.makedirs(data / class_name)
+        for path in names_hashing_to(rule, class_name, n_train, n_eval):
+            _write(str(data / path), _encode("PNG"))
+    (broken,) = names_hashing_to(rule, "fragile", 1, 0, prefix="broken")
+    _write(str(data / broken), b"not an image")
+
+    examples = _run_executor(str(data), str(tmp_path / "out"), eval_percent=20)
+
+    written = _written_splits(examples.uri)
+    with open(tmp_path / "out" / executor_lib.INGESTION_REPORT_FILE) as handle:
+        report = json.load(handle)
+    counts = {name: tuple(sum(n == name for n in written[split].values()) for split in ("train", "eval"))
+              for name in plan}
+    assert counts == {"blue": (6, 2), "yellow": (1, 2), "purple": (2, 1), "solo": (1, 0), "fragile": (1, 1)}
+    for name, (train, evaluation) in counts.items():
+        assert report["per_class"][name]["train"] == train and report["per_class"][name]["eval"] == evaluation
+        assert report["per_class"][name]["used"] == train + evaluation
+    assert report["per_split"] == {"train": len(written["train"]), "eval": len(written["eval"])}
+    assert broken not in written["train"] and report["per_class"]["fragile"]["skipped"] == 1
+    # Exactly the images the rule moved, and each is written to the split the report names.
+    used = {**written["train"], **written["eval"]}
+    expected_moves = {}
+    for name in plan:
+        expected_moves.update(rule.rebalance([path for path, label in used.items() if label == name]))
+    assert {m["file"]: m["split"] for m in report["rebalanced"]} == expected_moves
+    assert {m["class"] for m in report["rebalanced"]} == {"yellow", "purple", "solo", "fragile"}
+    for move in report["rebalanced"]:
+        assert move["file"] in written[move["split"]]
