@@ -8,7 +8,7 @@ counts (written last: a folder without it is incomplete and is rebuilt).
 | dataset | source (pinned) | SHA256 of the downloaded file | licence | classes x images |
 |---|---|---|---|---|
 | openclipart | Debian ``openclipart-png=1:0.18+dfsg-19`` (131 MB, Debian 12 and 13) | f07f1545a2970c2cf3fa339bc2405da1a95cf2b1827bfa05bf73eb1c20291c02 | public domain (CC0 dedication, Debian copyright file) | 10 x 38-75 = 523, 256 px RGB clip art |
-| oxygen-icons | Debian ``oxygen-icon-theme=5:5.103.0-1`` (32 MB, Debian 12) | 3e49023e148906e41457a98a19a09858ddd761ef4f212fa356232924b3cebcce | LGPL-3+ | 7 x 32-162 = 584, 128 px RGB icons (the shared notes count 586: two apps icons differ only in bytes, not pixels) |
+| oxygen-icons | Debian ``oxygen-icon-theme=5:5.103.0-1`` (32 MB, Debian 12) | 3e49023e148906e41457a98a19a09858ddd761ef4f212fa356232924b3cebcce | LGPL-3+ | 7 x 32-162 = 584, 128 px RGB icons (the shared notes count 586: apps/kaddressbook and apps/okular have the same pixels as actions/view-pim-contacts and apps/graphics-viewer-document, with other bytes) |
 | animal-mnist | PyPI wheel ``animal-mnist==0.4`` (2.6 MB) | aeebf3d9de4552d6fd2d5701424e1a5b9020f8e5115d68df9db252f2f53ce2ce | MIT | 10 x 200 (first 200 distinct per class), 28 px grey silhouettes |
 | digits | scikit-learn's bundled ``sklearn/datasets/data/digits.csv.gz`` (no download; UCI "Optical Recognition of Handwritten Digits", test part) | 09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22 (scikit-learn 1.5.1) | CC BY 4.0 (UCI) | 10 x 174-183 = 1797, 8 px grey |
 
