@@ -4,8 +4,9 @@ For each dataset (benchmarks/datasets.py: openclipart, oxygen-icons, animal-mnis
 class and seed, side by side in one run, each scored on the same held-out test pool:
   probe     scikit-learn LogisticRegressionCV (standardised features, multinomial, C from 10 values by stratified
             k-fold CV on the training images) on frozen EfficientNet-Lite0 feature vectors (the module's default
-            output), the images decoded and resized by components.transform.image_ops.decode_batch to the module
-            contract's size and value range: what stage 1 can reach;
+            output), the images decoded and resized by components.transform.image_ops.decode_batch as Transform
+            does with the default config (the module contract's size, value range and resize method; the default
+            aspect policy), as every column sees them: what stage 1 should reach;
   tutorial  a plain tf_keras script doing TensorFlow's "Transfer learning and fine-tuning" recipe literally
             (https://www.tensorflow.org/tutorials/images/transfer_learning): RandomFlip("horizontal") +
             RandomRotation(0.2) augmentation, frozen hub.KerasLayer, Dropout(0.2), Dense; Adam at the tutorial's
@@ -14,7 +15,8 @@ class and seed, side by side in one run, each scored on the same held-out test p
             data (the tutorial only watches it). With 50-200 images that is 20-70 Adam steps at 1e-4, which
             leaves the head under-trained (measured ad hoc, digits, k = 20, seed 0: the same Dense head on the
             cached features reaches 0.24 after these 10 epochs, 0.79 with 1e-3): the recipe as written, not tuned;
-  stage1    the Trainer's stage 1 (head on cached frozen features), through hubtfx_train below;
+  stage1    the Trainer's stage 1 (cross-validated linear head on cached frozen features, multi-level where the
+            module offers them), through hubtfx_train below;
   final     what the Trainer would push, through hubtfx_train below;
   svc       for the grey-scale sets only: an RBF SVC (scikit-learn defaults) on the raw pixels at native size.
 Each cell: accuracy mean (min-max) over the seeds, and mean wall seconds of training (feature extraction
@@ -56,6 +58,7 @@ import os
 import sys
 import tempfile
 import time
+from unittest import mock
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -71,10 +74,12 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 
-from components.trainer import model, stages  # noqa: E402
+from components.trainer import head as head_lib, model, run as trainer_run, stages  # noqa: E402
 from components.trainer.params import TrainingParams  # noqa: E402
 from components.transform import image_ops  # noqa: E402
+from pipeline import config  # noqa: E402
 from pipeline.hub_modules import builder, contract as module_contract, tiny  # noqa: E402
+from pipeline.hub_modules.contract import DEFAULT_LEVEL  # noqa: E402
 from benchmarks import common, datasets  # noqa: E402
 
 COLUMNS = ("probe", "tutorial", "stage1", "final", "svc")
@@ -123,7 +128,7 @@ class Settings:
 FULL = Settings(datasets=tuple(datasets.SOURCES), ks=(5, 10, 20), seeds=(0, 1, 2), test_per_class=40,
                 goal_run_k=GOAL_RUN_K, params=TrainingParams(), tutorial=TutorialRecipe())
 QUICK = Settings(datasets=("digits",), ks=(2, 4), seeds=(0,), test_per_class=3, goal_run_k=5,
-                 params=TrainingParams(stage1_epochs=3, stage2_epochs=1, batch_size=8),
+                 params=TrainingParams(stage2_epochs=1, batch_size=8, min_validation_examples=2, cv_folds=2),
                  tutorial=TutorialRecipe(frozen_epochs=1, fine_tune_epochs=1))
 
 
@@ -136,125 +141,110 @@ PredictFn = Callable[[Sequence[bytes]], np.ndarray]  # encoded images -> class i
 def hubtfx_train(train_images: Sequence[bytes], train_labels: np.ndarray, module_path: str,
                  image_size: Tuple[int, int], num_classes: int, params: TrainingParams,
                  work_dir: str) -> Tuple[PredictFn, PredictFn, dict]:
-    """Trains as the Trainer does on encoded images with labels 0..num_classes-1 (int64 [n]).
+    """Trains as the Trainer does (trainer.run.train_both_stages) on encoded images with labels 0..num_classes-1
+    (int64 [n]), decoded as Transform decodes them with the default config. It never sees the test pool.
 
     Returns (stage1_predict_fn, final_predict_fn, info): each predict fn maps encoded images to class ids (int64
-    [n]); info holds "stage1_seconds" (wall seconds of stage 1 alone) and whatever the Trainer chose.
-    Today's Trainer needs an evaluation split for early stopping and the stage choice; it gets the first fifth of
-    the training images (at least one per class; they stay in the training set too), never the test pool.
+    [n]); info holds "stage1_seconds" (wall seconds from the start until stage 2 begins, or to the end when stage
+    2 does not run) and the Trainer's choices.
     """
     contract = module_contract.read_contract(module_path)
-    tf_keras.utils.set_random_seed(params.seed)
+    trainer_run.make_deterministic(params.seed)
+    stage2_started: List[float] = []
+    fine_tune = stages.fine_tune
+
+    def fine_tune_noting_its_start(*args, **kwargs):
+        stage2_started.append(time.perf_counter())
+        return fine_tune(*args, **kwargs)
+
     started = time.perf_counter()
-    slice_index = validation_slice(train_labels)
-    evaluation = ([train_images[i] for i in slice_index], train_labels[slice_index])
-    head = model.build_head(num_classes, params.dropout)
-    stage1 = stages.train_head(decoded((train_images, train_labels), image_size, contract.value_range,
-                                       params.batch_size),
-                               decoded(evaluation, image_size, contract.value_range, 32),
-                               model.frozen_backbone(module_path), head, params, tempfile.mkdtemp(dir=work_dir),
-                               work_dir)
-    stage1_seconds = time.perf_counter() - started
-    stage1_head = model.build_head(num_classes, params.dropout)
-    stage1_head.build(head.input_shape)
-    stage1_head.set_weights(head.get_weights())
+    with mock.patch.object(stages, "fine_tune", fine_tune_noting_its_start):
+        outcome = trainer_run.train_both_stages(
+            decoded((train_images, train_labels), contract, params.batch_size), module_path, image_size,
+            num_classes, params, work_dir, contract.feature_levels)
+    ended = time.perf_counter()
+    fit = outcome.head_fit
 
     def stage1_predict(images):
-        return np.argmax(stage1_head(frozen_features(module_path, images), training=False).numpy(), axis=-1)
-
-    info = {"stage1_seconds": stage1_seconds, "stage1_validation_accuracy": stage1.eval_accuracy,
-            "stage1_epochs": len(stage1.history["loss"]), "chosen_stage": "stage1"}
-    if not params.fine_tune_enabled:
-        classifier = model.build_classifier(model.frozen_backbone(module_path), head, image_size)
-    else:
-        backbone = model.fine_tunable_backbone(module_path, params.fine_tune_blocks)
-        tuned = model.build_classifier(backbone, head, image_size)
-        stage1_weights = [w.numpy() for w in tuned.trainable_weights]
-        stage2 = stages.fine_tune(
-            decoded((train_images, train_labels), image_size, contract.value_range, params.batch_size,
-                    shuffle_seed=params.seed),
-            decoded(evaluation, image_size, contract.value_range, 32), tuned, backbone.selected_variable_names,
-            params, -(-len(train_images) // params.batch_size), work_dir, cache_dir=work_dir)
-        info["stage2_validation_accuracy"] = stage2.eval_accuracy
-        if stage2.better_than(stage1):
-            info["chosen_stage"] = "stage2"
-        else:
-            for weight, value in zip(tuned.trainable_weights, stage1_weights):
-                weight.assign(value)
-        classifier = tuned
+        # The stage-1 classifier is fit.logits folded into a Dense layer: on the cached pool features it needs no
+        # backbone pass.
+        return np.argmax(fit.logits(pool_features(module_path, images)), axis=-1)
 
     def final_predict(images):
-        return predict_classes(classifier, images, image_size, contract.value_range)
+        return predict_classes(outcome.classifier, images, contract)
 
-    return stage1_predict, final_predict, info
-
-
-def validation_slice(labels: np.ndarray) -> np.ndarray:
-    """Indices of the first fifth (rounded up) of each class's images, in order."""
-    chosen = []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        chosen.extend(members[:-(-len(members) // 5)])
-    return np.sort(np.array(chosen, dtype=np.int64))
+    info = {"stage1_seconds": (stage2_started[0] if stage2_started else ended) - started,
+            "chosen_stage": outcome.chosen, "levels": list(fit.levels), "c": fit.c, "folds": fit.folds,
+            "cv_accuracy": fit.cv_accuracy, "stages": {r.name: r.outcome for r in outcome.stages}}
+    return stage1_predict, (stage1_predict if outcome.chosen == "stage1" else final_predict), info
 
 
 # -------------------------------------------------------------------------------------------------------------
 # Shared helpers: decoding, frozen features, prediction.
 
-def decoded(images_and_labels, image_size, value_range, batch_size: int, shuffle_seed: Optional[int] = None):
-    """(images, labels) batches through the Transform graph's decode/resize ops (float32 [b, h, w, 3])."""
+# Transform's aspect policy with the default config (the one definition is the config field's default).
+DEFAULT_ASPECT = {f.name: f.default for f in dataclasses.fields(config.PipelineConfig)}["aspect"]
+
+
+def decoded(images_and_labels, contract, batch_size: int, shuffle_seed: Optional[int] = None):
+    """(images float32 [b, h, w, 3], labels int64 [b]) batches, decoded and resized as Transform does with the
+    default config: the contract's size, value range and resize method, the default aspect policy."""
     contents, labels = images_and_labels
     dataset = tf.data.Dataset.from_tensor_slices((list(contents), np.asarray(labels, np.int64)))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(contents), seed=shuffle_seed)
     return dataset.batch(batch_size).map(
-        lambda raw, y: (image_ops.decode_batch(raw, image_size, value_range), y),
+        lambda raw, y: (image_ops.decode_batch(raw, contract.image_size, contract.value_range,
+                                               contract.resize_method, DEFAULT_ASPECT), y),
         num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def decode_images(contents: Sequence[bytes], image_size, value_range, batch_size: int = 32) -> np.ndarray:
+def _unlabelled(contents: Sequence[bytes], contract, batch_size: int = 32):
+    return decoded((contents, np.zeros(len(contents), np.int64)), contract, batch_size)
+
+
+def decode_images(contents: Sequence[bytes], contract) -> np.ndarray:
     """float32 [n, h, w, 3], decoded as Transform decodes."""
-    batches = decoded((contents, np.zeros(len(contents), np.int64)), image_size, value_range, batch_size)
-    return np.concatenate([images.numpy() for images, _ in stages.without_autotuning(batches)])
+    return np.concatenate([images.numpy() for images, _ in stages.without_autotuning(_unlabelled(contents, contract))])
 
 
-def predict_classes(net: tf_keras.Model, contents: Sequence[bytes], image_size, value_range) -> np.ndarray:
-    batches = decoded((contents, np.zeros(len(contents), np.int64)), image_size, value_range, 32)
-    logits = [net(images, training=False).numpy() for images, _ in stages.without_autotuning(batches)]
+def predict_classes(net: tf_keras.Model, contents: Sequence[bytes], contract) -> np.ndarray:
+    logits = [net(images, training=False).numpy()
+              for images, _ in stages.without_autotuning(_unlabelled(contents, contract))]
     return np.argmax(np.concatenate(logits), axis=-1)
 
 
-_EXTRACTORS: Dict[str, tuple] = {}
-_FEATURES: Dict[Tuple[str, str], np.ndarray] = {}
+_EXTRACTORS: Dict[Tuple[str, Tuple[str, ...]], Callable] = {}
+_POOL_FEATURES: Dict[Tuple[str, str], head_lib.Features] = {}
 
 
-def frozen_features(module_path: str, contents: Sequence[bytes], cache: bool = True) -> np.ndarray:
-    """The module's default output (float32 [n, dim]) for encoded images, decoded to its contract's size and range.
-
-    Kept per (module, exact list of images) when `cache`: the test pool's features are computed once per dataset
-    and shared by the probe and by the stage-1 predict function.
-    """
-    key = (module_path, hashlib.sha256(b"".join(hashlib.sha256(c).digest() for c in contents)).hexdigest())
-    if cache and key in _FEATURES:
-        return _FEATURES[key]
-    if module_path not in _EXTRACTORS:
-        contract = module_contract.read_contract(module_path)
+def backbone_features(module_path: str, contents: Sequence[bytes], levels: Tuple[str, ...]) -> head_lib.Features:
+    """The frozen module's outputs for encoded images: float32 [n, channels] per level (DEFAULT_LEVEL: the feature
+    vector; the others: the contract's feature_levels)."""
+    contract = module_contract.read_contract(module_path)
+    if (module_path, levels) not in _EXTRACTORS:
         spec = tf.TensorSpec([None, *contract.image_size, 3], tf.float32)
-        _EXTRACTORS[module_path] = (stages.feature_extractor(model.frozen_backbone(module_path), spec), contract)
-    extract, contract = _EXTRACTORS[module_path]
-    batches = decoded((contents, np.zeros(len(contents), np.int64)), contract.image_size, contract.value_range, 32)
-    features = np.concatenate([extract(images).numpy() for images, _ in stages.without_autotuning(batches)])
-    if cache:
-        _FEATURES[key] = features
-    return features
+        _EXTRACTORS[module_path, levels] = stages.feature_extractor(model.frozen_backbone(module_path, levels), spec)
+    return stages.extract_features(_unlabelled(contents, contract), _EXTRACTORS[module_path, levels])
+
+
+def pool_features(module_path: str, contents: Sequence[bytes]) -> head_lib.Features:
+    """Every level's features of a scoring pool, computed once per (module, exact list of images) and kept: the
+    probe and the stage-1 predictions share them."""
+    key = (module_path, hashlib.sha256(b"".join(hashlib.sha256(c).digest() for c in contents)).hexdigest())
+    if key not in _POOL_FEATURES:
+        levels = (DEFAULT_LEVEL, *module_contract.read_contract(module_path).feature_levels)
+        _POOL_FEATURES[key] = backbone_features(module_path, contents, levels)
+    return _POOL_FEATURES[key]
 
 
 # -------------------------------------------------------------------------------------------------------------
 # The baselines.
 
 def linear_probe(module_path: str, train: "Images", seed: int) -> Tuple[Callable[[np.ndarray], np.ndarray], dict]:
-    """LogisticRegressionCV on standardised frozen features (computed here, timed by the caller)."""
-    features = frozen_features(module_path, train.contents, cache=False)
+    """LogisticRegressionCV on the standardised feature vectors (the module's default output), computed here so
+    that the caller's timing includes them; the returned predict fn takes feature vectors."""
+    features = backbone_features(module_path, train.contents, (DEFAULT_LEVEL,)).levels[DEFAULT_LEVEL]
     folds = min(PROBE_FOLDS, int(np.bincount(train.labels).min()))
     probe = make_pipeline(StandardScaler(), LogisticRegressionCV(
         Cs=10, cv=StratifiedKFold(folds, shuffle=True, random_state=seed), max_iter=2000))
@@ -269,13 +259,13 @@ def raw_pixel_svc(train: "Images") -> Callable[[np.ndarray], np.ndarray]:
     return svc.predict
 
 
-def tutorial_recipe(train: "Images", module_path: str, image_size, value_range, num_classes: int, seed: int,
+def tutorial_recipe(train: "Images", module_path: str, contract, num_classes: int, seed: int,
                     recipe: TutorialRecipe) -> PredictFn:
     """The tutorial's two phases, as a practitioner would write them with a Hub module (see the module docstring)."""
     tf_keras.utils.set_random_seed(seed)
-    x = decode_images(train.contents, image_size, value_range)
+    x = decode_images(train.contents, contract)
     y = train.labels
-    inputs = tf_keras.Input(shape=(*image_size, 3))
+    inputs = tf_keras.Input(shape=(*contract.image_size, 3))
     augmentation = tf_keras.Sequential([tf_keras.layers.RandomFlip("horizontal"),
                                         tf_keras.layers.RandomRotation(0.2)])
     dropout = tf_keras.layers.Dropout(recipe.dropout)
@@ -295,7 +285,7 @@ def tutorial_recipe(train: "Images", module_path: str, image_size, value_range, 
     tuned = classifier(model.fine_tunable_backbone(module_path, recipe.fine_tune_blocks))
     compile_and_fit(tuned, tf_keras.optimizers.RMSprop(recipe.learning_rate * recipe.fine_tune_learning_rate_factor),
                     recipe.frozen_epochs, recipe.frozen_epochs + recipe.fine_tune_epochs)
-    return lambda contents: predict_classes(tuned, contents, image_size, value_range)
+    return lambda contents: predict_classes(tuned, contents, contract)
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -387,7 +377,7 @@ def one_run(name: str, images: Images, test: Images, train_index: np.ndarray, k:
     all the scoring together (a backbone pass over the pool for each fine-tuned model).
     """
     train = images.subset(train_index)
-    test_features = frozen_features(module_path, test.contents)
+    test_features = pool_features(module_path, test.contents).levels[DEFAULT_LEVEL]
     result = {"dataset": name, "k": k, "seed": seed, "train_images": len(train.contents),
               "scoring": {"seconds": 0.0, "cpu_seconds": 0.0}}
 
@@ -404,8 +394,7 @@ def one_run(name: str, images: Images, test: Images, train_index: np.ndarray, k:
         predict, cost = timed(raw_pixel_svc, train)
         result["svc"] = {"accuracy": score(predict, test.pixels()), **cost}
     if "tutorial" in columns:
-        predict, cost = timed(tutorial_recipe, train, module_path, contract.image_size, contract.value_range,
-                              num_classes, seed, settings.tutorial)
+        predict, cost = timed(tutorial_recipe, train, module_path, contract, num_classes, seed, settings.tutorial)
         result["tutorial"] = {"accuracy": score(predict, test.contents), **cost}
     if "stage1" in columns or "final" in columns:
         params = dataclasses.replace(settings.params, seed=seed)
@@ -485,6 +474,9 @@ def run(args: argparse.Namespace) -> dict:
         base, datasets=tuple(args.datasets or base.datasets), ks=tuple(args.ks or base.ks),
         seeds=tuple(args.seeds if args.seeds is not None else base.seeds),
         test_per_class=args.test_per_class or base.test_per_class)
+    # The Trainer turns TF's op determinism on (run.make_deterministic) and it cannot be turned off: on from the
+    # start, every column runs under the same switch.
+    tf.config.experimental.enable_op_determinism()
     seed_offset = DEV_SEED_OFFSET if args.split == "dev" else 0
     seeds = [seed + seed_offset for seed in settings.seeds]
     runs, pools, goal_runs = [], {}, []
@@ -503,7 +495,7 @@ def run(args: argparse.Namespace) -> dict:
             classes, images = load_folder(datasets.prepare(name, data_dir))
             score_index, train_pools = partition(images.labels, args.split, settings.test_per_class, classes)
             test = images.subset(score_index)
-            _, pool_cost = timed(frozen_features, module_path, test.contents)  # once per dataset, never in a column
+            _, pool_cost = timed(pool_features, module_path, test.contents)  # once per dataset, never in a column
             pools[name] = {"classes": classes, "images": len(images.contents), "scored_images": len(score_index),
                            "pool_features": pool_cost,
                            "training_pool_images": int(sum(len(p) for p in train_pools)),

@@ -18,7 +18,7 @@ def test_quick_mode_scores_every_column_on_the_same_pool(tmp_path, capsys):
     for run in results["runs"]:
         for column in quality.COLUMNS:  # digits are grey: the raw-pixel SVC column is there too
             assert 0 <= run[column]["accuracy"] <= 1 and run[column]["seconds"] > 0, column
-        assert run["stage1"]["seconds"] < run["final"]["seconds"]
+        assert run["stage1"]["seconds"] <= run["final"]["seconds"]
         assert run["final"]["info"]["chosen_stage"] in ("stage1", "stage2")
     pool = results["datasets"]["digits"]
     assert pool["scored_images"] == 10 * quality.QUICK.test_per_class
