@@ -38,13 +38,14 @@ hubtfx_train is the only place that knows the Trainer's API: the lead replaces i
 It never sees the test pool.
 
 Cost of the full run (test split, default flags). Scored pools: openclipart 159, oxygen-icons 161, animal-mnist 400,
-digits 400 images (the cap of 40 per class binds only on the two large sets). Measured on the shared 2-core
-machine at load 9-12, in CPU seconds of this process (the wall time there was 3.7x longer), one seed
-at k = 20 on 10 classes (200 training images): tutorial 88, hubtfx stage 1 + 2 23 (28 at k = 30), probe 6,
-scoring 13 (two backbone passes over a 400-image pool), the pool's frozen features 12. Scaled to the full run
-(36 runs on 3885 training images, 3 goal runs), with per-run fixed costs kept fixed: ~3100 CPU seconds, i.e.
-26-33 minutes on an idle 2-core machine (1.6-2 cores busy); the tutorial recipe is 60% of it. The first run also
-downloads ~165 MB and prepares the sets (~2 minutes). --quick: ~35 CPU seconds, imports included.
+digits 400 images (the cap of 40 per class binds only on the two large sets). Measured with the Trainer of
+2026-11-29 on the shared 2-core machine at load 7-9, in CPU seconds of this process (the wall time there was 2.2x
+longer), one seed at k = 20 on digits (200 training images): tutorial 96, hubtfx stage 1 + 2 24 (29 at k = 30),
+probe 8.5, scoring 14 (backbone passes over the 400-image pool for the two fine-tuned models), the pool's frozen
+features 10. Scaled to the full run (36 runs on 3885 training images, 3 goal runs), per-run fixed costs kept
+fixed: ~3400 CPU seconds, i.e. 28-35 minutes on an idle 2-core machine (assuming 1.6-2 cores busy); the tutorial
+recipe is 60% of it. The first run also downloads ~165 MB and prepares the sets (~2 minutes). --quick: ~35 CPU
+seconds, imports included.
 
 Usage: python -m benchmarks.quality [--quick] [--split dev|test] [--datasets a,b] [--ks 5,10,20] [--seeds 0,1,2]
                                     [--test-per-class 40] [--data-dir DIR] [--json FILE] [--plot FILE]
@@ -306,6 +307,7 @@ class Images:
 
 
 def load_folder(folder: str) -> Tuple[List[str], Images]:
+    """(class names, encoded images with class ids) of a prepared ``<folder>/<class>/<file>`` tree."""
     classes, files = datasets.list_images(folder)
     labels = np.array([classes.index(os.path.basename(os.path.dirname(f))) for f in files], dtype=np.int64)
     contents = []
@@ -321,8 +323,10 @@ def pool_sizes(n: int, cap: int) -> Tuple[int, int]:
     return test, min(cap, n - POOL_RESERVE - test)
 
 
-def partition(labels: np.ndarray, split: str, cap: int, classes: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
-    """(scoring pool, training pool) indices for the split; the A/B/R assignment depends only on the data.
+def partition(labels: np.ndarray, split: str, cap: int,
+              classes: Sequence[str]) -> Tuple[np.ndarray, List[np.ndarray]]:
+    """(scoring pool indices, per class the indices to draw training images from) for the split; the A/B/R
+    assignment depends only on the data.
 
     Raises ValueError naming the class when one has too few images for a test and a dev pool.
     """
