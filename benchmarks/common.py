@@ -18,15 +18,18 @@ def goal_lines(results: dict, goals: Goals, digits: int = 3) -> List[str]:
 
 def run_cli(description: str, run: Callable[[bool], dict], render: Callable[[dict], str],
             argv: Optional[List[str]] = None, add_arguments: Callable = None,
-            after: Callable[[dict, argparse.Namespace], None] = None) -> int:
-    """Parses --quick/--json (plus a script's own flags), runs, prints the table, writes the JSON."""
+            after: Callable[[dict, argparse.Namespace], None] = None, run_takes_args: bool = False) -> int:
+    """Parses --quick/--json (plus a script's own flags), runs, prints the table, writes the JSON.
+
+    run gets args.quick, or the whole parsed namespace when run_takes_args (for scripts with their own flags).
+    """
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="Tiny module and data: checks the script runs.")
     parser.add_argument("--json", help="Also write the results to this JSON file.")
     if add_arguments:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    results = run(args.quick)
+    results = run(args) if run_takes_args else run(args.quick)
     print(render(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
