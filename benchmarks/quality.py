@@ -59,7 +59,6 @@ import os
 import sys
 import tempfile
 import time
-from unittest import mock
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -146,24 +145,14 @@ def hubtfx_train(train_images: Sequence[bytes], train_labels: np.ndarray, module
     (int64 [n]), decoded as Transform decodes them with the default config. It never sees the test pool.
 
     Returns (stage1_predict_fn, final_predict_fn, info): each predict fn maps encoded images to class ids (int64
-    [n]); info holds "stage1_seconds" (wall seconds from the start until stage 2 begins, or to the end when stage
-    2 does not run) and the Trainer's choices.
+    [n]); info holds "stage1_seconds" (the Trainer's own wall time of stage 1: feature pass and head fit) and
+    the Trainer's choices.
     """
     contract = module_contract.read_contract(module_path)
     trainer_run.make_deterministic(params.seed)
-    stage2_started: List[float] = []
-    fine_tune = stages.fine_tune
-
-    def fine_tune_noting_its_start(*args, **kwargs):
-        stage2_started.append(time.perf_counter())
-        return fine_tune(*args, **kwargs)
-
-    started = time.perf_counter()
-    with mock.patch.object(stages, "fine_tune", fine_tune_noting_its_start):
-        outcome = trainer_run.train_both_stages(
-            decoded((train_images, train_labels), contract, params.batch_size), module_path, image_size,
-            num_classes, params, work_dir, contract.feature_levels)
-    ended = time.perf_counter()
+    outcome = trainer_run.train_both_stages(
+        decoded((train_images, train_labels), contract, params.batch_size), module_path, image_size,
+        num_classes, params, work_dir, contract.feature_levels)
     fit = outcome.head_fit
 
     def stage1_predict(images):
@@ -174,7 +163,7 @@ def hubtfx_train(train_images: Sequence[bytes], train_labels: np.ndarray, module
     def final_predict(images):
         return predict_classes(outcome.classifier, images, contract)
 
-    info = {"stage1_seconds": (stage2_started[0] if stage2_started else ended) - started,
+    info = {"stage1_seconds": outcome.stages[0].seconds,
             "chosen_stage": outcome.chosen, "levels": list(fit.levels), "c": fit.c, "folds": fit.folds,
             "cv_accuracy": fit.cv_accuracy, "stages": {r.name: r.outcome for r in outcome.stages}}
     return stage1_predict, (stage1_predict if outcome.chosen == "stage1" else final_predict), info
