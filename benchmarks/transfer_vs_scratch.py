@@ -104,7 +104,7 @@ def transfer(module_path: str, image_size, train: Images, evaluation: Images, pa
         logits = classifier.predict(decoded(evaluation, image_size, 32), verbose=0)
         return float((logits.argmax(axis=1) == evaluation.labels).mean())
 
-    return {"stage1": {"accuracy": accuracy(outcome.stage1_classifier), "seconds": seconds},
+    return {"stage1": {"accuracy": accuracy(outcome.stage1_classifier), "seconds": outcome.stages[0].seconds},
             "stage1+2": {"accuracy": accuracy(outcome.classifier), "seconds": seconds}}
 
 

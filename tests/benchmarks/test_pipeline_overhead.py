@@ -15,7 +15,7 @@ def test_quick_mode_times_the_pipeline_the_plain_script_and_a_cached_rerun(tmp_p
     # The times are rounded to 0.1 s in the JSON, the ratios are not.
     assert results["first_run_vs_plain_script"] == pytest.approx(results["first_run_s"] / results["plain_script_s"],
                                                                  rel=0.05)
-    assert {"ImageFolderExampleGen", "Transform", "Trainer", "Evaluator"} <= set(results["first_run_executed"])
+    assert {"ImageFolderExampleGen", "Transform", "Trainer", "ComparingEvaluator"} <= set(results["first_run_executed"])
     # Data ingestion does not depend on the code, so it must come from the cache whatever else re-runs.
     assert not {"ImageFolderExampleGen", "StatisticsGen"} & set(results["rerun_executed"])
     assert 0 <= results["plain_script_eval_accuracy"] <= 1

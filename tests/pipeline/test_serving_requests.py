@@ -18,7 +18,6 @@ from PIL import Image
 
 from components.trainer import exported_model
 from pipeline import pipeline as pipeline_lib
-from pipeline import predict
 
 _REST = importlib.util.spec_from_file_location("tf_serving_rest", os.path.join(os.path.dirname(__file__),
                                                                                "tf_serving_rest.py"))
@@ -39,15 +38,15 @@ def _b64(data: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def model(finished_run):
-    config, _ = finished_run
-    return tf.saved_model.load(predict.latest_version_dir(config.push_base_dir))
+def model(model_dir):
+    return tf.saved_model.load(model_dir)
 
 
 @pytest.fixture(scope="module")
 def model_dir(finished_run):
-    config, _ = finished_run
-    return predict.latest_version_dir(config.push_base_dir)
+    # The fixture run's own push: other tests push later versions into the same folder with other settings.
+    _, summary = finished_run
+    return summary.pushed_path
 
 
 @pytest.fixture(scope="module")

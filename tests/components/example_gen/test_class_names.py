@@ -161,5 +161,6 @@ def test_the_executor_writes_one_class_for_both_spellings_and_a_label_map_withou
             assert json.load(handle) == {"classes": [CAFE_NFC, THE]}
     with open(os.path.join(out, executor_lib.INGESTION_REPORT_FILE), encoding="utf-8") as handle:
         report = json.load(handle)
-    assert report["per_class"] == {CAFE_NFC: {"used": 6, "skipped": 0}, THE: {"used": 3, "skipped": 0}}
+    assert {name: (c["used"], c["skipped"], c["train"] + c["eval"]) for name, c in report["per_class"].items()} == {
+        CAFE_NFC: (6, 0, 6), THE: (3, 0, 3)}
     assert len(report["class_name_notes"]) == 2, "the merged folders, and the repaired label map"

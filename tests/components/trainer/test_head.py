@@ -29,7 +29,7 @@ def test_the_folded_kernel_equals_scikit_learn_on_standardised_features_more_dim
     # 30 rows, 200 dims: the fit runs in the rows' span; it must still be the full-space solution.
     x, labels = _blobs(10, 3, 200, separation=0.5, seed=1)
     kernel, bias = head._fit(x, labels, 3, 0.05, None)
-    mean, std = x.mean(0), x.std(0)
+    mean, std = head._standardisation(x)
     direct = LogisticRegression(C=0.05, max_iter=10000, tol=1e-10).fit((x - mean) / std, labels)
     np.testing.assert_allclose(_probabilities(x @ kernel + bias), direct.predict_proba((x - mean) / std), atol=2e-3)
 

@@ -25,8 +25,12 @@ def test_tiny_module_loads_with_keras_layer(tiny_module):
 
 def test_tiny_module_has_the_reusable_saved_model_api(tiny_module):
     loaded = tf.saved_model.load(tiny_module)
-    traced_training_values = sorted(f.structured_input_signature[0][1] for f in loaded.__call__.concrete_functions)
-    assert traced_training_values == [False, True]
+    traced = sorted((f.structured_input_signature[1]["return_levels"], f.structured_input_signature[1]["training"])
+                    for f in loaded.__call__.concrete_functions)
+    assert traced == [(False, False), (False, True), (True, False), (True, True)]
+    levels = loaded(_images(), training=False, return_levels=True)
+    assert {name: tuple(t.shape) for name, t in levels.items()} == {
+        "default": (4, 16), "block_02": (4, 16), "block_03": (4, 32)}
     assert len(loaded.variables) > len(loaded.trainable_variables) > 0
     assert list(loaded.regularization_losses) == []
     outputs = loaded.signatures["serving_default"](images=tf.constant(_images()))
