@@ -441,7 +441,7 @@ def _single_image_error(image_bytes: tf.Tensor, max_pixels: int) -> tf.Tensor:
 
     def decodes():
         # The message depends on the decoded size so that the decode really runs (and fails if it must).
-        return tf.where(tf.size(decode_rgb(image_bytes)) >= 0, "", "undecodable")
+        return tf.where(tf.size(_decode(image_bytes)) >= 0, "", "undecodable")
 
     return tf.cond(tf.equal(verdict, ""), decodes, lambda: verdict)
 
@@ -472,7 +472,12 @@ def decode_rgb(image_bytes: tf.Tensor, max_pixels: int = MAX_PIXELS) -> tf.Tenso
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     verdict = header_verdict(image_bytes, max_pixels)
     with tf.control_dependencies([tf.debugging.Assert(tf.equal(verdict, ""), [verdict])]):
-        fmt = image_format(image_bytes)
+        return _decode(tf.identity(image_bytes))
+
+
+def _decode(image_bytes: tf.Tensor) -> tf.Tensor:
+    """decode_rgb without the header verdict (for callers that have checked it)."""
+    fmt = image_format(image_bytes)
     image = tf.case([
         (tf.equal(fmt, "BMP"), lambda: _decode_bmp(image_bytes)),
         (tf.equal(fmt, "JPEG"), lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE")),

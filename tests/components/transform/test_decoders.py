@@ -152,7 +152,7 @@ def _bmp_variants() -> Dict[str, Variant]:
     refused = {
         "bmp 16-bit": (_bmp(16, rgb555, WIDTH), "unsupported BMP: 16 bits per pixel" + hint),
         "bmp 32-bit RGBA bit fields": (_bmp(32, bgra_rows, WIDTH, header_size=108, compression=3,
-                                            masks=struct.pack("<IIII", 0xFF00, 0xFF0000, 0xFF000000, 0xFF)),
+                                            masks=struct.pack("<IIII", 0xFF, 0xFF00, 0xFF0000, 0xFF000000)),
                                        "unsupported BMP: 32-bit pixels with colour masks other than"),
         "bmp RLE8": (_bmp(8, [b""] * HEIGHT, WIDTH, _bgr0(palette20), compression=1, colours_used=20,
                           pixel_data=_rle(indices20, False)), "unsupported BMP: RLE-compressed" + hint),
@@ -352,7 +352,7 @@ def test_a_gif_is_limited_by_its_frames_not_by_its_screen():
 
 
 def test_every_frame_of_a_gif_counts_because_every_frame_is_decoded():
-    frames = [Image.new("P", (60, 50), colour) for colour in range(5)]
+    frames = [Image.new("RGB", (60, 50), (50 * k, 255 - 50 * k, 0)) for k in range(5)]
     data = _save(frames[0], "GIF", save_all=True, append_images=frames[1:], disposal=1)
     assert len(_gif_descriptors(data)) == 5
     errors = image_ops.image_errors(tf.constant([data]), max_pixels=4 * 60 * 50).numpy()
