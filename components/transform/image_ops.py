@@ -352,19 +352,25 @@ def header_dimensions(image_bytes: tf.Tensor) -> tf.Tensor:
     corrupt or unsupported."""
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     fmt = image_format(image_bytes)
+    return tf.case([(tf.equal(fmt, name), lambda reader=reader: reader(image_bytes))
+                    for name, reader in _DIMENSION_READERS.items()],
+                   default=lambda: tf.zeros([2], tf.int64), exclusive=False)
 
-    def gif():
-        structure = _gif_structure(image_bytes)
-        return tf.stack([structure["height"], structure["width"]])
 
-    return tf.case([
-        (tf.equal(fmt, "JPEG"), lambda: tf.cast(tf.image.extract_jpeg_shape(image_bytes)[:2], tf.int64)),
-        (tf.equal(fmt, "PNG"), lambda: tf.stack([_header_uint(image_bytes, 20, 4, True),
-                                                 _header_uint(image_bytes, 16, 4, True)])),
-        (tf.equal(fmt, "GIF"), gif),
-        (tf.equal(fmt, "BMP"), lambda: tf.stack([tf.abs(_bmp_fields(image_bytes)["height"]),
-                                                 _bmp_fields(image_bytes)["width"]])),
-    ], default=lambda: tf.zeros([2], tf.int64), exclusive=False)
+def _gif_dimensions(image_bytes: tf.Tensor) -> tf.Tensor:
+    structure = _gif_structure(image_bytes)
+    return tf.stack([structure["height"], structure["width"]])
+
+
+# format -> (height, width) int64 of the image its decoder produces, from the header only.
+_DIMENSION_READERS = {
+    "JPEG": lambda image_bytes: tf.cast(tf.image.extract_jpeg_shape(image_bytes)[:2], tf.int64),
+    "PNG": lambda image_bytes: tf.stack([_header_uint(image_bytes, 20, 4, True),
+                                         _header_uint(image_bytes, 16, 4, True)]),
+    "GIF": _gif_dimensions,
+    "BMP": lambda image_bytes: tf.stack([tf.abs(_bmp_fields(image_bytes)["height"]),
+                                         _bmp_fields(image_bytes)["width"]]),
+}
 
 
 def too_large_message(height, width, max_pixels: int = MAX_PIXELS) -> tf.Tensor:
@@ -415,23 +421,25 @@ def header_verdict(image_bytes: tf.Tensor, max_pixels: int = MAX_PIXELS) -> tf.T
                                                                            max_pixels))),
         ], default=lambda: tf.constant(""), exclusive=False)
 
-    def within_limit():
-        dimensions = header_dimensions(image_bytes)
-        return tf.where(dimensions[0] * dimensions[1] > max_pixels,
-                        too_large_message(dimensions[0], dimensions[1], max_pixels), "")
+    def within_limit(fmt_name):
+        def verdict():
+            dimensions = _DIMENSION_READERS[fmt_name](image_bytes)
+            return tf.where(dimensions[0] * dimensions[1] > max_pixels,
+                            too_large_message(dimensions[0], dimensions[1], max_pixels), "")
+        return verdict
 
-    def variant_then_size(reason_fn):
+    def variant_then_size(fmt_name, reason_fn):
         def verdict():
             reason = reason_fn(image_bytes)
-            return tf.cond(tf.equal(reason, ""), within_limit, lambda: reason)
+            return tf.cond(tf.equal(reason, ""), within_limit(fmt_name), lambda: reason)
         return verdict
 
     return tf.case([
         (tf.not_equal(static, ""), lambda: static),
         (tf.equal(fmt, "GIF"), gif),
-        (tf.equal(fmt, "BMP"), variant_then_size(_bmp_reason)),
-        (tf.equal(fmt, "JPEG"), variant_then_size(_jpeg_reason)),
-    ], default=within_limit, exclusive=False)
+        (tf.equal(fmt, "BMP"), variant_then_size("BMP", _bmp_reason)),
+        (tf.equal(fmt, "JPEG"), variant_then_size("JPEG", _jpeg_reason)),
+    ], default=within_limit("PNG"), exclusive=False)
 
 
 @_plain_graph
