@@ -10,10 +10,11 @@ The 'train'/'eval' split follows split.SplitRule: a hash of `filename`, rebalanc
 wholly in one split (see split.py for the rule). The per-class count of each split and the images moved by the
 rebalancing are recorded in the ingestion report.
 
-Files that `tf.io.decode_image(raw, channels=3, expand_animations=False)` cannot decode -- exactly what
-Transform will run -- are skipped in the same Beam pass that reads them (a tagged side output) and listed
-with their reason in <examples uri>/ingestion_report.json, as are images over image_ops.MAX_PIXELS (judged
-from the header, never decoded), unreadable files and links that resolve outside the data root. The class-id map is written to
+Files that `image_ops.decode_rgb` refuses or cannot decode -- exactly what Transform will run -- are skipped in
+the same Beam pass that reads them (a tagged side output) and listed with their reason in
+<examples uri>/ingestion_report.json: unsupported formats and variants and images over image_ops.MAX_PIXELS
+(judged from the header, never decoded) with the same reason the exported model gives, corrupt files, unreadable
+files and links that resolve outside the data root. The class-id map is written to
 <examples uri>/label_map.json and, when label_map_path is set, kept stable across runs through that file.
 """
 from __future__ import annotations
@@ -53,47 +54,29 @@ _SKIPPED_STATS = "skipped.jsonl"
 _MOVED_STATS = "rebalanced.jsonl"
 _SPLIT_STATS = "split_{}.jsonl"  # [class name, examples] pairs
 
-_SUPPORTED_FORMATS = image_ops.SUPPORTED_FORMATS
-# Leading bytes of formats, to explain *why* a file was skipped (the verdict is decode_image's).
-_MAGIC_NUMBERS = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
-)
-
-
-def sniff_format(raw: bytes) -> Optional[str]:
-    """The image format named by the file's leading bytes, or None if it is not a known image format."""
-    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
-        return "WEBP"
-    if raw[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
-        return "HEIF/AVIF"
-    return next((name for magic, name in _MAGIC_NUMBERS if raw.startswith(magic)), None)
+# Traced once per process: the header walks are tf.while_loops, slow when run op by op.
+_header_verdict = tf.function(image_ops.header_verdict, input_signature=[tf.TensorSpec([], tf.string)])
+_decode_rgb = tf.function(image_ops.decode_rgb, input_signature=[tf.TensorSpec([], tf.string)])
 
 
 def decode_failure_reason(raw: bytes) -> Optional[str]:
-    """None if Transform will be able to decode `raw`, else a short human-readable reason."""
+    """None if Transform will decode `raw` to the right pixels, else a short human-readable reason.
+
+    The reason is the one the exported model's `serving_bytes` gives for the same bytes (image_ops.header_verdict,
+    then image_ops.corrupt_reasons if decoding fails); for a corrupt file the decoder's own detail is appended.
+    Nothing is decoded when the header refuses the image (e.g. over image_ops.MAX_PIXELS).
+    """
     if not raw:
         return "empty file (0 bytes)"
     try:
-        height, width = image_ops.header_dimensions(raw).numpy()
-        if height * width > image_ops.MAX_PIXELS:
-            return image_ops.too_large_message(height, width).numpy().decode()
-        tf.io.decode_image(raw, channels=3, expand_animations=False)
+        verdict = _header_verdict(raw).numpy().decode()
+        if verdict:
+            return verdict
+        _decode_rgb(raw)
         return None
     except tf.errors.InvalidArgumentError as err:
         detail = _tf_error_detail(err)
-    fmt = sniff_format(raw)
-    if fmt is None:
-        return f"not an image: content is none of {_SUPPORTED_FORMATS}"
-    if fmt not in ("JPEG", "PNG", "GIF", "BMP"):
-        return f"unsupported format {fmt}: convert it to one of {_SUPPORTED_FORMATS}"
-    return f"corrupt or truncated {fmt}: {detail}"
+    return f"{image_ops.corrupt_reasons(tf.constant([raw]))[0].numpy().decode()} ({detail})"
 
 
 def feature_text(example: tf.train.Example, name: str) -> str:
@@ -460,7 +443,7 @@ def _fail_on_classes_without_images(report: Dict[str, Any], root: str) -> None:
     unusable = [name for name, counts in report["per_class"].items() if counts["used"] == 0]
     if unusable:
         raise layout_lib.DataLayoutError(
-            f"class folder(s) {unusable} under {root!r} have no decodable image ({_SUPPORTED_FORMATS}); see "
+            f"class folder(s) {unusable} under {root!r} have no decodable image ({image_ops.SUPPORTED_FORMATS}); see "
             f"the skipped files in {INGESTION_REPORT_FILE} of the Examples artifact. Add valid images or remove "
             "the folder(s)."
         )

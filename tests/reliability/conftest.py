@@ -96,10 +96,45 @@ def sixteen_bit_png() -> bytes:
     return encode(Image.fromarray(np.full((24, 24), 40000, dtype=np.uint16)), "PNG")
 
 
+def palette_bmp_and_twin():
+    """Issue 13 case 01: an 8-bit palette BMP whose palette runs from bright to dark (index-as-grey decoding
+    would show an inverted grey picture), and the PNG of the same RGB pixels."""
+    quantized = noise(40, 30, seed=8).quantize(colors=256)
+    palette = np.array(quantized.getpalette()).reshape(-1, 3)
+    order = np.argsort(-(palette @ [0.299, 0.587, 0.114]))
+    new_index = np.empty(len(order), dtype=np.uint8)
+    new_index[order] = np.arange(len(order))
+    paletted = Image.fromarray(new_index[np.asarray(quantized)], "P")
+    paletted.putpalette(palette[order].astype(np.uint8).flatten().tolist())
+    return encode(paletted, "BMP"), encode(paletted.convert("RGB"), "PNG")
+
+
+def rle8_bmp() -> bytes:
+    """A valid RLE8-compressed 4x2 BMP (Pillow reads it; TF's decoder does not support compression)."""
+    pixel_data = b"\x04\x01\x00\x00" b"\x04\x00\x00\x00" b"\x00\x01"
+    info = struct.pack("<IiiHHIIiiII", 40, 4, 2, 1, 8, 1, len(pixel_data), 0, 0, 2, 0)
+    offset = 14 + 40 + 8
+    return (b"BM" + struct.pack("<IHHI", offset + len(pixel_data), 0, 0, offset) + info
+            + b"\x00\x00\xff\x00\xff\x00\x00\x00" + pixel_data)
+
+
+def twelve_bit_jpeg() -> bytes:
+    data = bytearray(encode(noise(32, 24, seed=9), "JPEG"))
+    data[data.find(b"\xff\xc0") + 4] = 12  # sample precision
+    return bytes(data)
+
+
 # relative path -> (bytes, expected outcome). The good images of generate_dataset are added as USED.
 def _file_cases() -> Dict[str, tuple]:
     jpeg = encode(noise(64, 48, seed=5), "JPEG", quality=90)
+    palette_bmp, palette_twin = palette_bmp_and_twin()
+    rle_reason = "unsupported BMP: RLE-compressed; convert it to PNG"
+    twelve_bit_reason = "unsupported JPEG: 12 bits per sample; convert it to an 8-bit JPEG or PNG"
     return {
+        "circle/palette.bmp": (palette_bmp, USED),
+        "circle/palette twin.png": (palette_twin, USED),
+        "circle/rle.bmp": (rle8_bmp(), Outcome(rle_reason, rle_reason)),
+        "square/twelve-bit.jpg": (twelve_bit_jpeg(), Outcome(twelve_bit_reason, twelve_bit_reason)),
         "circle/zero.jpg": (b"", Outcome("empty file (0 bytes)", "empty input (0 bytes)")),
         "circle/truncated.jpg": (jpeg[:len(jpeg) // 2], Outcome("corrupt or truncated JPEG", "corrupt or truncated")),
         "circle/bad huffman.jpg": (bad_huffman_jpeg(), Outcome("corrupt or truncated JPEG", "corrupt or truncated")),

@@ -81,7 +81,7 @@ def test_a_huge_image_is_refused_from_its_header_without_decoding(corpus, monkey
 
 def test_serving_check_refuses_a_huge_image_without_decoding(corpus, monkeypatch):
     # A decode that always fails: had it run, the verdict would be "corrupt", not "over the limit".
-    monkeypatch.setattr(image_ops, "decode_rgb", lambda raw: tf.io.decode_png(b"not a png"))
+    monkeypatch.setattr(image_ops, "_decode", lambda raw: tf.io.decode_png(b"not a png"))
     errors = image_ops.image_errors(tf.constant([corpus.read("square/huge.png")])).numpy()
     assert errors[0].decode().startswith("image is 12000 x 12000 pixels, over the limit")
 

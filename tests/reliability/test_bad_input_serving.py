@@ -66,3 +66,12 @@ def test_hubtfx_predict_reports_each_bad_file_and_scores_the_rest(finished_run, 
             assert "error" not in line and 0.0 < line["probability"] <= 1.0, (path, line)
     # predict walks folders itself: nested files are scored, hidden ones are not.
     assert "circle/nested/deep.jpg" in lines and "circle/.hidden.jpg" not in lines
+
+
+def test_a_palette_bmp_scores_exactly_like_its_png_twin(model, corpus):
+    """Issue 13 case 01: the colour table is applied (TF alone scores the grey palette indices)."""
+    outputs = model.signatures["serving_bytes"](image_bytes=tf.constant(
+        [corpus.read("circle/palette.bmp"), corpus.read("circle/palette twin.png")]))
+    assert [e.decode() for e in outputs["error"].numpy()] == ["", ""]
+    probabilities = outputs["probabilities"].numpy()
+    assert np.abs(probabilities[0] - probabilities[1]).max() < 1e-4
