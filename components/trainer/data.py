@@ -13,11 +13,12 @@ from components.transform import preprocessing
 
 
 def transformed_dataset(file_patterns: List[str], data_accessor, tft_output: tft.TFTransformOutput,
-                        batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
-    """One pass over the examples as (images [b, h, w, 3] float32, labels [b] int64), batched."""
+                        batch_size: int) -> tf.data.Dataset:
+    """One pass over the examples in file order (unshuffled, so two passes see the same rows in the same order) as
+    (images [b, h, w, 3] float32, labels [b] int64), batched."""
     raw = data_accessor.tf_dataset_factory(
         file_patterns,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=shuffle, shuffle_seed=seed),
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=False),
         tft_output.raw_metadata.schema,
     )
     tft_layer = tft_output.transform_features_layer()
