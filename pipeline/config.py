@@ -73,7 +73,8 @@ class PipelineConfig:
                                                          "the validation slice usually ends it sooner).", "training")
     stage2_learning_rate: float = _field(_TRAINING.stage2_learning_rate, "Peak learning rate of stage 2 (Adam, "
                                                                          "warm-up then cosine decay).", "training")
-    stage2_patience: int = _field(_TRAINING.stage2_patience, "Stage 2 epochs without a lower validation loss "
+    stage2_patience: int = _field(_TRAINING.stage2_patience, "Stage 2 epochs without an improvement (a lower "
+                                                             "validation loss at no lower accuracy than stage 1's) "
                                                              "before stopping.", "training")
     validation_fraction: float = _field(_TRAINING.validation_fraction, "Share of each class's training images "
                                         "held out to judge stage 2 (never the eval split).", "training")

@@ -157,7 +157,8 @@ def _plain(text: str) -> str:
 def stage_curves_png(stage: str, history: Dict[str, List[float]]) -> bytes:
     figure = Figure(figsize=(8, 3))
     for axis, metric in zip(figure.subplots(1, 2), ["loss", "accuracy"]):
-        for key, label in [(metric, "train"), ("val_" + metric, "eval")]:
+        # The validation curve is the slice held out of the train split, never the eval split.
+        for key, label in [(metric, "fitting slice (augmented)"), ("val_" + metric, "validation slice")]:
             values = history.get(key, [])
             axis.plot(range(1, len(values) + 1), values, marker="o", label=label)
         axis.set_title(f"{stage}: {metric}")
