@@ -289,7 +289,11 @@ def fine_tune(fitting: tf.data.Dataset, validation: tf.data.Dataset, classifier:
         outcome = (f"kept: validation loss {loss:.4f} at epoch {keep_best.best_epoch} beat stage 1's "
                    f"{reference['loss']:.4f}")
     else:
-        loss, accuracy = reference["loss"], reference["accuracy"]
+        # What stage 2 reached at its lowest validation loss, though stage 1 is what is kept.
+        losses = [v if np.isfinite(v) else float("inf") for v in curves.get("val_loss", [])]
+        best = int(np.argmin(losses)) if losses else None
+        loss = curves["val_loss"][best] if best is not None else float("nan")
+        accuracy = curves["val_accuracy"][best] if best is not None else float("nan")
         outcome = ("rolled back to stage 1: " + keep_best.stopped_because + "; lower --stage2-learning-rate"
                    if keep_best.stopped_because else
                    f"not kept: no epoch beat stage 1's validation loss {reference['loss']:.4f} at an accuracy "

@@ -87,7 +87,7 @@ def test_a_diverging_stage_2_is_rolled_back_to_stage_1(tmp_path, tiny_module):
     assert stage2.outcome.startswith("rolled back to stage 1") and "--stage2-learning-rate" in stage2.outcome
     images = next(iter(_images(60, 60)))[0]
     np.testing.assert_allclose(outcome.classifier(images).numpy(), outcome.stage1_classifier(images).numpy())
-    assert stage1.validation_loss == stage2.validation_loss
+    assert not stage2.validation_loss <= stage1.validation_loss  # what stage 2 reached (NaN or worse), not kept
 
 
 def test_stage_2_is_skipped_with_a_reason_when_the_validation_slice_is_too_small(tmp_path, tiny_module):
