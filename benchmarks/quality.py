@@ -163,9 +163,14 @@ def hubtfx_train(train_images: Sequence[bytes], train_labels: np.ndarray, module
     def final_predict(images):
         return predict_classes(outcome.classifier, images, contract)
 
+    stage2 = next((r for r in outcome.stages if r.name == "stage2"), None)
     info = {"stage1_seconds": outcome.stages[0].seconds,
             "chosen_stage": outcome.chosen, "levels": list(fit.levels), "c": fit.c, "folds": fit.folds,
-            "cv_accuracy": fit.cv_accuracy, "stages": {r.name: r.outcome for r in outcome.stages}}
+            "cv_accuracy": fit.cv_accuracy, "stages": {r.name: r.outcome for r in outcome.stages},
+            "sign_test": dataclasses.asdict(stage2.sign_test) if stage2 and stage2.sign_test else None}
+    if outcome.stage2_candidate is not None:
+        # Scored too, so that --split dev shows what other stage2_significance levels would have pushed.
+        info["stage2_candidate_predict"] = lambda images: predict_classes(outcome.stage2_candidate, images, contract)
     return stage1_predict, (stage1_predict if outcome.chosen == "stage1" else final_predict), info
 
 
@@ -396,8 +401,13 @@ def one_run(name: str, images: Images, test: Images, train_index: np.ndarray, k:
                 hubtfx_train, train.contents, train.labels, module_path, contract.image_size, num_classes, params,
                 run_dir)
             result["stage1"] = {"accuracy": score(stage1_predict, test.contents), "seconds": info["stage1_seconds"]}
+            candidate = info.pop("stage2_candidate_predict", None)
             result["final"] = {"accuracy": score(final_predict, test.contents), **cost,
                                "info": {k: v for k, v in info.items() if k != "stage1_seconds"}}
+            if candidate is not None:
+                result["final"]["stage2_candidate_accuracy"] = score(candidate, test.contents)
+            elif info["chosen_stage"] == "stage2":
+                result["final"]["stage2_candidate_accuracy"] = result["final"]["accuracy"]
     tf_keras.backend.clear_session()
     return result
 
@@ -466,7 +476,8 @@ def run(args: argparse.Namespace) -> dict:
     settings = dataclasses.replace(
         base, datasets=tuple(args.datasets or base.datasets), ks=tuple(args.ks or base.ks),
         seeds=tuple(args.seeds if args.seeds is not None else base.seeds),
-        test_per_class=args.test_per_class or base.test_per_class)
+        test_per_class=args.test_per_class or base.test_per_class,
+        params=with_overrides(base.params, getattr(args, "param", None) or ()))
     # The Trainer turns TF's op determinism on (run.make_deterministic) and it cannot be turned off: on from the
     # start, every column runs under the same switch.
     tf.config.experimental.enable_op_determinism()
@@ -612,6 +623,18 @@ def _int_list(text: str) -> List[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
 
+def with_overrides(params: TrainingParams, assignments: Sequence[str]) -> TrainingParams:
+    """params with NAME=VALUE assignments applied, typed and checked as the Trainer checks its custom_config."""
+    values = dataclasses.asdict(params)
+    for assignment in assignments:
+        name, _, text = assignment.partition("=")
+        if name not in values or not text:
+            raise SystemExit(f"--param {assignment!r}: expected NAME=VALUE with NAME one of {sorted(values)}")
+        values[name] = text if values[name] is None or isinstance(values[name], str) else type(values[name])(
+            text.lower() in ("1", "true", "yes") if isinstance(values[name], bool) else text)
+    return TrainingParams.from_custom_config(values)
+
+
 def _dataset_list(text: str) -> List[str]:
     names = [v.strip() for v in text.split(",") if v.strip()]
     unknown = sorted(set(names) - set(datasets.SOURCES))
@@ -630,6 +653,9 @@ def main(argv=None) -> int:
         parser.add_argument("--test-per-class", type=int, help=f"pool cap per class (default {FULL.test_per_class})")
         parser.add_argument("--data-dir", help=f"prepared datasets (default {datasets.default_dir()})")
         parser.add_argument("--plot", help="Also plot accuracy vs images per class into this PNG file.")
+        parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                            help="Override a training parameter (TrainingParams field) for the hubtfx columns, "
+                                 "e.g. stage2_significance=1 with --split dev to score every stage-2 candidate.")
 
     def plot_if_asked(results, args):
         if args.plot:

@@ -81,6 +81,10 @@ class PipelineConfig:
     min_validation_examples: int = _field(_TRAINING.min_validation_examples, "Stage 2 runs only when the "
                                           "validation slice holds at least this many images (fewer cannot tell "
                                           "whether fine-tuning helped).", "training")
+    stage2_significance: float = _field(_TRAINING.stage2_significance, "Stage 2 replaces stage 1 only if, on "
+                                        "the validation slice, it fixes more of stage 1's predictions than it "
+                                        "breaks with a one-sided sign-test p-value at most this; 1 keeps any "
+                                        "stage 2 with a lower validation loss.", "training")
     augment: bool = _field(_TRAINING.augment, "Random flip and crop during stage 2 only.", "training")
     seed: int = _field(_TRAINING.seed, "Random seed of every training choice (folds, validation slice, "
                                        "shuffling, augmentation).", "training")

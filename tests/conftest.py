@@ -49,7 +49,8 @@ def finished_run(tmp_path_factory, tiny_module, sample_root):
     module_copy = str(work / "module")
     shutil.copytree(tiny_module, module_copy)
     config = PipelineConfig(data_root=sample_root, output_dir=str(work / "out"), hub_handle=module_copy,
-                            stage2_epochs=1, min_validation_examples=2, accuracy_threshold=0.0, batch_size=8)
+                            stage2_epochs=1, min_validation_examples=2, accuracy_threshold=0.0, batch_size=8,
+                            stage2_significance=1.0)  # toy slices: run and keep stage 2 (its machinery is under test)
     config = module_resolution.resolve(config)
     summary = local_runner.run_local(config)
     shutil.rmtree(module_copy)

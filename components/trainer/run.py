@@ -4,7 +4,7 @@ import json
 import logging
 import os
 import time
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -113,6 +113,8 @@ class TrainingOutcome:
     head_fit: head_lib.HeadFit
     stages: List[stages.StageResult]
     chosen: str
+    # Stage 2's best epoch when it beat stage 1's validation loss but failed the sign test (benchmarks score it).
+    stage2_candidate: Optional[tf_keras.Model] = None
 
 
 def train_both_stages(train: tf.data.Dataset, module_path: str, image_size, num_classes: int,
@@ -150,23 +152,38 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, image_size, num_
         return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, skipped], "stage1")
 
     stage2_started = time.perf_counter()
-    fitting_rows = np.flatnonzero(~held_out)
+    fitting_rows, validation_rows = np.flatnonzero(~held_out), np.flatnonzero(held_out)
     fitting_fit = head_lib.fit_head(features, num_classes, candidates, params.cv_folds,
                                     params.sklearn_class_weight, params.seed, fixed=fit, rows=fitting_rows)
-    reference = stages.softmax_metrics(fitting_fit.logits(features, np.flatnonzero(held_out)),
-                                       features.labels[held_out])
+    validation_labels = features.labels[validation_rows]
+    stage1_logits = fitting_fit.logits(features, validation_rows)
+    reference = stages.softmax_metrics(stage1_logits, validation_labels)
     stage1.validation_loss, stage1.validation_accuracy = reference["loss"], reference["accuracy"]
+    stage1_errors = int(np.sum(stage1_logits.argmax(axis=1) != validation_labels))
+    if not stages.SignTest.could_reach(stage1_errors, params.stage2_significance):
+        skipped = stages.StageResult("stage2", validation_examples=len(validation_rows), outcome=(
+            f"skipped: stage 1 misclassifies {stage1_errors} of the {len(validation_rows)} validation images, so "
+            f"even a stage 2 that fixed all of them could not show a gain at stage2_significance "
+            f"{params.stage2_significance:g}; add training images"))
+        logging.info("Stage 2 %s.", skipped.outcome)
+        return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, skipped], "stage1")
     backbone = model.fine_tunable_backbone(module_path, params.fine_tune_blocks, fit.levels)
     tuned = _classifier(backbone, fitting_fit, num_classes, params.dropout, image_size)
     fitting, validation = stages.split_images(train, held_out, params.batch_size, params.seed)
     stage2 = stages.fine_tune(fitting, validation, tuned, backbone.selected_variable_names, params,
                               -(-len(fitting_rows) // params.batch_size), reference, log_dir)
-    stage2.train_examples, stage2.validation_examples = len(fitting_rows), int(held_out.sum())
+    stage2.train_examples, stage2.validation_examples = len(fitting_rows), len(validation_rows)
+    if stage2.best_epoch:
+        stage2_predicted = np.concatenate([np.argmax(tuned(images, training=False), axis=-1)
+                                           for images, _ in validation])
+        stages.judge_by_sign_test(stage2, stage1_logits.argmax(axis=1), stage2_predicted, validation_labels,
+                                  params.stage2_significance)
     stage2.seconds = time.perf_counter() - stage2_started
     logging.info("Stage 2 %s.", stage2.outcome)
     if stage2.best_epoch:
         return TrainingOutcome(tuned, stage1_classifier, fit, [stage1, stage2], "stage2")
-    return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, stage2], "stage1")
+    return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, stage2], "stage1",
+                           stage2_candidate=tuned if stage2.sign_test else None)
 
 
 def level_candidates(available, choice: str):
@@ -193,6 +210,7 @@ def write_history(model_run_dir: str, outcome: TrainingOutcome, class_names, mod
                             "validation_accuracy": r.validation_accuracy, "outcome": r.outcome,
                             "train_examples": r.train_examples, "validation_examples": r.validation_examples,
                             "best_epoch": r.best_epoch, "seconds": round(r.seconds, 3),
+                            "sign_test": dataclasses.asdict(r.sign_test) if r.sign_test else None,
                             "unfrozen_variables": r.unfrozen_variables}
                    for r in outcome.stages},
         "stage1_head": outcome.head_fit.summary(),

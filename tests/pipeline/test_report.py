@@ -54,7 +54,7 @@ def run(tmp_path_factory, tiny_module):
         f.write(b"plain text, not an image")
     config = module_resolution.resolve(PipelineConfig(
         data_root=data_root, output_dir=str(work / "out"), hub_handle=tiny_module, min_validation_examples=2,
-        stage2_epochs=1, accuracy_threshold=0.0, batch_size=8))
+        stage2_epochs=1, accuracy_threshold=0.0, batch_size=8, stage2_significance=1.0))
     summary = local_runner.run_local(config)
     with open(summary.report_path, encoding="utf-8") as f:
         page = f.read()

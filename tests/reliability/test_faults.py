@@ -22,7 +22,8 @@ _RUN_TIMEOUT = 600
 
 def _run_flags(data_root, output_dir, module):
     return ["--data-root", data_root, "--output-dir", output_dir, "--hub-handle", module,
-            "--min-validation-examples", "2", "--stage2-epochs", "1", "--accuracy-threshold", "0", "--batch-size", "8"]
+            "--min-validation-examples", "2", "--stage2-epochs", "1", "--accuracy-threshold", "0", "--batch-size", "8",
+            "--stage2-significance", "1"]
 
 
 def _start_run(flags):

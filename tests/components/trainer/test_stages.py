@@ -73,7 +73,9 @@ def test_split_images_partitions_the_training_images_by_row():
 
 
 def _params(**overrides) -> TrainingParams:
-    values = dict(batch_size=8, stage2_epochs=2, min_validation_examples=3, cv_folds=3, augment=False)
+    # stage2_significance 1: on toy slices no stage 2 could pass the sign test, and these tests are about the rest.
+    values = dict(batch_size=8, stage2_epochs=2, min_validation_examples=3, cv_folds=3, augment=False,
+                  stage2_significance=1.0)
     values.update(overrides)
     return TrainingParams(**values)
 
@@ -95,6 +97,41 @@ def test_stage_2_is_skipped_with_a_reason_when_the_validation_slice_is_too_small
                                     str(tmp_path), ())
     assert outcome.chosen == "stage1"
     assert outcome.stages[1].outcome.startswith("skipped: the validation slice would hold 3 images")
+
+
+def test_the_sign_test_counts_only_the_images_the_stages_disagree_on():
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    stage1 = np.array([0, 1, 2, 1, 2, 0, 1, 2])  # right on the first 3
+    stage2 = np.array([0, 1, 0, 0, 1, 2, 0, 2])  # breaks image 2, fixes images 3-6
+    test = stages.SignTest.compare(stage1, stage2, labels)
+    assert (test.fixed, test.broken) == (4, 1)
+    assert test.p_value == pytest.approx(6 / 32)  # P(Binomial(5, 1/2) >= 4) = (5 + 1) / 32
+    assert stages.SignTest(4, 0).p_value == pytest.approx(1 / 16) and stages.SignTest(0, 0).p_value == 1.0
+    assert stages.SignTest.could_reach(4, 0.1) and not stages.SignTest.could_reach(3, 0.1)
+
+
+def test_stage_2_is_not_judged_when_no_gain_could_be_significant(tmp_path, tiny_module):
+    outcome = run.train_both_stages(_images(60, 8), tiny_module, (32, 32), 3,
+                                    _params(stage2_significance=1e-9), str(tmp_path), ())
+    stage1, stage2 = outcome.stages
+    assert outcome.chosen == "stage1" and outcome.classifier is outcome.stage1_classifier
+    assert stage2.outcome.startswith("skipped: stage 1 misclassifies") and "stage2_significance 1e-09" in stage2.outcome
+    assert stage2.validation_examples == 12 and not stage2.history  # no fine-tuning epoch ran
+
+
+def test_stage_2_is_kept_only_when_it_passes_the_sign_test():
+    labels = np.zeros(10, np.int64)
+    stage1 = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    few_fixes = np.array([0, 0, 0, 1, 0, 0, 0, 1, 1, 1])  # fixes 3, breaks 1: p = 5/16
+    many_fixes = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 1])  # fixes 5, breaks 0: p = 1/32
+    refused = stages.StageResult("stage2", best_epoch=3, outcome="kept: validation loss 0.3 at epoch 3")
+    stages.judge_by_sign_test(refused, stage1, few_fixes, labels, 0.1)
+    assert refused.best_epoch == 0 and (refused.sign_test.fixed, refused.sign_test.broken) == (3, 1)
+    assert refused.outcome.startswith("not kept: its best epoch (3) fixed 3 and broke 1") and "p 0.312" in refused.outcome
+    kept = stages.StageResult("stage2", best_epoch=3, outcome="kept: validation loss 0.3 at epoch 3")
+    stages.judge_by_sign_test(kept, stage1, many_fixes, labels, 0.1)
+    assert kept.best_epoch == 3 and kept.outcome.endswith("fixed 5 and broke 0 of stage 1's 10 validation "
+                                                          "predictions (sign-test p 0.031)")
 
 
 def test_the_same_data_and_seed_give_the_same_model(tmp_path, tiny_module):
