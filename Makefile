@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 install: $(VENV)/.installed
 
 # The lock is the whole environment, installed with --no-deps: every machine gets exactly these versions.
-$(VENV)/.installed: requirements.lock setup.py
+$(VENV)/.installed: requirements.lock setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -r requirements.lock

@@ -66,7 +66,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageChops
 
-from pipeline.hub_modules import builder
+from hubtfx.pipeline.hub_modules import builder
 
 PREPARED_VERSION = 1  # bump when the preparation changes, so cached folders are rebuilt
 

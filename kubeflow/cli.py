@@ -4,7 +4,7 @@ import json
 import os
 import tempfile
 
-from pipeline import cli as main_cli
+from hubtfx.pipeline import cli as main_cli
 
 # Imported lazily by the handlers: TFX and the cloud clients take seconds to import, `hubtfx run` needs neither.
 _TARGETS = ("vertex", "kubeflow")
@@ -12,7 +12,7 @@ _TARGETS = ("vertex", "kubeflow")
 
 def cmd_compile(args: argparse.Namespace) -> int:
     config = main_cli.config_from_args(args)  # First: a bad config is refused in a second, before TFX loads.
-    from kubeflow import runner  # pylint: disable=import-outside-toplevel
+    from hubtfx.kubeflow import runner  # pylint: disable=import-outside-toplevel
     spec = runner.compile_to_file(config, args.target, args.output)
     print(describe(spec, args.output))
     return main_cli.EXIT_OK
@@ -36,11 +36,11 @@ def describe(spec, path: str) -> str:
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
-    from pipeline import platform_names  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline import platform_names  # pylint: disable=import-outside-toplevel
     config = main_cli.config_from_args(args)  # First: a bad config is refused in a second, before TFX loads.
     display_name = args.display_name if args.display_name is not None else f"{config.pipeline_name}-schedule"
     platform_names.check_schedule(args.target, display_name, args.service_account, args.experiment)
-    from kubeflow import runner, schedule  # pylint: disable=import-outside-toplevel
+    from hubtfx.kubeflow import runner, schedule  # pylint: disable=import-outside-toplevel
     schedule.check_cron(args.cron)
     with tempfile.TemporaryDirectory(prefix="hubtfx-schedule-") as folder:
         package = os.path.join(folder, "pipeline.yaml")

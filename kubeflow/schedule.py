@@ -10,8 +10,8 @@ import re
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-from pipeline.config import ConfigError, PipelineConfig
-from kubeflow import loopback
+from hubtfx.pipeline.config import ConfigError, PipelineConfig
+from hubtfx.kubeflow import loopback
 
 # Vertex uses standard 5-field cron; KFP's scheduler (robfig/cron) wants a leading seconds field.
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*?/,\-]+$")

@@ -17,7 +17,7 @@ from typing import List, Optional
 
 from absl import logging as absl_logging
 
-from pipeline import config as config_lib
+from hubtfx.pipeline import config as config_lib
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_BLESSED, EXIT_PUSHED = 0, 1, 2, 3, 4
 
@@ -89,9 +89,9 @@ class _ComponentProgressFilter(logging.Filter):
 
 # ---------------------------------------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline import local_runner, module_resolution, sample_data  # pylint: disable=import-outside-toplevel
-    from pipeline import output_folder  # pylint: disable=import-outside-toplevel
-    from components.example_gen import layout  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline import local_runner, module_resolution, sample_data  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline import output_folder  # pylint: disable=import-outside-toplevel
+    from hubtfx.components.example_gen import layout  # pylint: disable=import-outside-toplevel
 
     config = config_from_args(args)
     output_folder.check_writable(config.output_dir)
@@ -114,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from pipeline import local_runner, module_resolution, retrain  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline import local_runner, module_resolution, retrain  # pylint: disable=import-outside-toplevel
     args.use_spans = True  # retraining is over spans; set before validation, which checks span_window against it
     config = config_from_args(args)
     result = retrain.retrain(config, run=local_runner.run_local, resolve=module_resolution.resolve)
@@ -127,7 +127,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import json  # pylint: disable=import-outside-toplevel
-    from pipeline import predict  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline import predict  # pylint: disable=import-outside-toplevel
     base = config_lib.PipelineConfig(output_dir=args.output, model_name=args.model_name)
     model_dir = args.model or predict.latest_version_dir(base.push_base_dir)
     files = predict.list_images(args.images)
@@ -149,7 +149,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_build_module(args: argparse.Namespace) -> int:
-    from pipeline.hub_modules import builder  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.hub_modules import builder  # pylint: disable=import-outside-toplevel
     for kind in args.kind:
         path = builder.build_module(kind, cache_dir=args.cache_dir, force=args.force)
         print(f"{kind}: {path}")
@@ -157,7 +157,7 @@ def cmd_build_module(args: argparse.Namespace) -> int:
 
 
 def cmd_sample_data(args: argparse.Namespace) -> int:
-    from pipeline import sample_data  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline import sample_data  # pylint: disable=import-outside-toplevel
     summary = sample_data.generate_dataset(args.root, images_per_class=args.images_per_class, seed=args.seed,
                                            spans=args.spans)
     print(f"Wrote the sample dataset to {args.root}: {summary}")
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(handler=cmd_sample_data)
 
-    from kubeflow import cli as kubeflow_cli  # pylint: disable=import-outside-toplevel
+    from hubtfx.kubeflow import cli as kubeflow_cli  # pylint: disable=import-outside-toplevel
     kubeflow_cli.add_commands(commands)
     return parser
 
@@ -234,10 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
 # only in modules already imported (an error cannot come from a module that was never loaded), so refusing a bad
 # config does not import TFX and TensorFlow first (that took over a minute on a busy machine).
 _EXPECTED_ERRORS = (
-    ("components.example_gen.layout", "DataLayoutError"),
-    ("pipeline.hub_modules.contract", "ContractError"),
-    ("pipeline.hub_modules.vetting", "UnsafeModuleError"),
-    ("components.gate.anomalies", "DataAnomaliesError"),
+    ("hubtfx.components.example_gen.layout", "DataLayoutError"),
+    ("hubtfx.pipeline.hub_modules.contract", "ContractError"),
+    ("hubtfx.pipeline.hub_modules.vetting", "UnsafeModuleError"),
+    ("hubtfx.components.gate.anomalies", "DataAnomaliesError"),
 )
 
 

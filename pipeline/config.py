@@ -1,7 +1,7 @@
 """The single source of hubtfx's parameters.
 
 `PipelineConfig` is filled from its defaults, then an optional YAML file, then command-line flags (see
-`pipeline.cli`, which derives its flags from the fields below so the two cannot drift apart).
+`hubtfx.pipeline.cli`, which derives its flags from the fields below so the two cannot drift apart).
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import yaml
 
-from components.trainer.params import TrainingParams
-from components.transform.policies import ASPECT_POLICIES
+from hubtfx.components.trainer.params import TrainingParams
+from hubtfx.components.transform.policies import ASPECT_POLICIES
 
 _TRAINING = TrainingParams()
 DEFAULT_OUTPUT_DIR = "hubtfx_output"
@@ -201,7 +201,7 @@ class PipelineConfig:
             raise ConfigError(f"trainer_cpu and trainer_memory_gb must be positive, got {self.trainer_cpu} and "
                               f"{self.trainer_memory_gb}.")
         # Names Kubeflow Pipelines / Vertex AI constrain, for every command (imported here: it imports this module).
-        from pipeline import platform_names  # pylint: disable=import-outside-toplevel
+        from hubtfx.pipeline import platform_names  # pylint: disable=import-outside-toplevel
         platform_names.check_config(self)
         return self
 

@@ -76,7 +76,7 @@ def confusion_matrix(evaluation_uri: str, num_classes: int) -> np.ndarray:
                     matrix[entry.actual_class_id, entry.predicted_class_id] += round(entry.num_weighted_examples)
             return matrix
     raise ValueError(f"No {CONFUSION_MATRIX_PLOT} in the evaluation at {evaluation_uri}: was it produced with "
-                     "pipeline.pipeline.eval_config (which configures it)?")
+                     "hubtfx.pipeline.pipeline.eval_config (which configures it)?")
 
 
 def _ratio(numerator: int, denominator: int) -> Optional[float]:

@@ -3,9 +3,9 @@ import logging
 
 from tfx import v1 as tfx
 
-from pipeline import output_folder, report, run_summary
-from pipeline.config import PipelineConfig
-from pipeline.pipeline import create_pipeline
+from hubtfx.pipeline import output_folder, report, run_summary
+from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.pipeline import create_pipeline
 
 RUN_LOCK_FILE = ".hubtfx.lock"
 

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from typing import Iterator, Optional
 
-from pipeline.config import ConfigError
+from hubtfx.pipeline.config import ConfigError
 
 # A run writes examples, transformed data, models and ML Metadata: refuse to start with less free space.
 MIN_FREE_BYTES = 200 * 1024 * 1024

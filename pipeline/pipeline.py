@@ -11,19 +11,19 @@ from google.protobuf import json_format
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from components.evaluator.component import ComparingEvaluator
-from components.example_gen.component import ImageFolderExampleGen
-from components.gate.component import AnomalyGate
-from components.pusher.component import AtomicPusher
-from components.trainer import exported_model
-from components.trainer.params import CODE_KEY
-from pipeline.config import PipelineConfig
-import components.trainer
-import components.transform
-import schemas
+from hubtfx.components.evaluator.component import ComparingEvaluator
+from hubtfx.components.example_gen.component import ImageFolderExampleGen
+from hubtfx.components.gate.component import AnomalyGate
+from hubtfx.components.pusher.component import AtomicPusher
+from hubtfx.components.trainer import exported_model
+from hubtfx.components.trainer.params import CODE_KEY
+from hubtfx.pipeline.config import PipelineConfig
+import hubtfx.components.trainer
+import hubtfx.components.transform
+from hubtfx import schemas
 
-PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
-RUN_FN = "components.trainer.run.run_fn"
+PREPROCESSING_FN = "hubtfx.components.transform.preprocessing.preprocessing_fn"
+RUN_FN = "hubtfx.components.trainer.run.run_fn"
 DEFAULT_HANDLE_NAME = "hubtfx:efficientnet_lite0/feature_vector"
 CURATED_SCHEMA = os.path.join(schemas.SCHEMA_DIR, "schema.pbtxt")
 
@@ -49,7 +49,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """Accuracy must reach the threshold and must not drop below the latest blessed model's (when the two can be
     compared: see components.evaluator.comparability). TFMA scores tf.Examples through `serving_examples`.
 
-    Per-class precision and recall come from the confusion matrix (see `pipeline.eval_results`): TFMA's
+    Per-class precision and recall come from the confusion matrix (see `hubtfx.pipeline.eval_results`): TFMA's
     per-class metrics need the class ids when the pipeline is built, but the classes are only known once
     ExampleGen has read the data.
     """
@@ -82,7 +82,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 
 def trainer_custom_config(config: PipelineConfig) -> Dict:
     # The module's identity goes into the exported model's facts, which the Evaluator compares with its baseline's.
-    return {**config.training_params(), CODE_KEY: source_fingerprint(components.trainer, components.transform),
+    return {**config.training_params(), CODE_KEY: source_fingerprint(hubtfx.components.trainer, hubtfx.components.transform),
             exported_model.MODULE_CONFIG_KEY: {"handle": config.hub_handle or DEFAULT_HANDLE_NAME,
                                      "sha256": config.module_sha256}}
 
@@ -155,7 +155,7 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
         disable_statistics=True,
         custom_config={"image_size": list(config.image_size), "value_range": list(config.value_range),
                        "resize_method": config.resize_method, "aspect": config.aspect,
-                       "code": source_fingerprint(components.transform)},
+                       "code": source_fingerprint(hubtfx.components.transform)},
     )
     # Nothing trains on data with anomalies: the Trainer needs Transform's output, Transform waits for the gate.
     transform.add_upstream_node(anomaly_gate)

@@ -6,7 +6,7 @@ starts. So every value hubtfx hands to those tools is checked here, with the all
 
 * `check_config`, from `PipelineConfig.validate`: values every command uses, so `hubtfx run`, `compile` and
   `schedule` refuse the same config before anything runs (a config that trains locally also compiles).
-* `check_target`, from `kubeflow.runner.check_cluster_settings`: values only one target reads.
+* `check_target`, from `hubtfx.kubeflow.runner.check_cluster_settings`: values only one target reads.
 * `check_schedule`: the schedule command's own names.
 
 Each rule cites its source. Errors are `ConfigError`s (exit code 2).
@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from pipeline.config import ConfigError
+from hubtfx.pipeline.config import ConfigError
 
 # Pipeline name. The strictest of the tools that read it, so one config works for every target:
 # * TFX 1.16 KubeflowV2DagRunner (tfx/orchestration/kubeflow/v2/pipeline_builder.py `_check_name`) and

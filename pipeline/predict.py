@@ -5,9 +5,9 @@ from typing import Iterable, List, Optional
 
 import tensorflow as tf
 
-from components.pusher import serving
-from components.trainer import exported_model
-from pipeline.config import ConfigError
+from hubtfx.components.pusher import serving
+from hubtfx.components.trainer import exported_model
+from hubtfx.pipeline.config import ConfigError
 
 BATCH_SIZE = 16
 

@@ -1,6 +1,6 @@
 """`write_report`: one self-contained HTML page about the latest run, for a browser or an e-mail attachment.
 
-Everything is read back from ML Metadata and the run's artifacts (like `pipeline.run_summary`); plots and
+Everything is read back from ML Metadata and the run's artifacts (like `hubtfx.pipeline.run_summary`); plots and
 thumbnails are embedded as PNG data URIs, so the file needs nothing else, not even JavaScript.
 """
 import base64
@@ -21,10 +21,10 @@ from ml_metadata.metadata_store import metadata_store
 from PIL import Image
 from tfx.utils import path_utils
 
-from components.evaluator import comparability
-from components.trainer import exported_model
-from pipeline import eval_results, run_summary
-from pipeline.config import PipelineConfig
+from hubtfx.components.evaluator import comparability
+from hubtfx.components.trainer import exported_model
+from hubtfx.pipeline import eval_results, run_summary
+from hubtfx.pipeline.config import PipelineConfig
 
 REPORTS_DIR = "reports"
 LATEST_REPORT = "latest.html"

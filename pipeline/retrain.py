@@ -13,9 +13,9 @@ import os
 import time
 from typing import Callable, Optional
 
-from components.example_gen import layout
-from pipeline.config import PipelineConfig
-from pipeline.output_folder import exclusive_lock
+from hubtfx.components.example_gen import layout
+from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.output_folder import exclusive_lock
 
 STATE_FILE = "retrain_state.json"
 LOCK_FILE = ".retrain.lock"
@@ -82,7 +82,7 @@ def retrain(config: PipelineConfig, run: Callable, resolve: Callable) -> Result:
     Raises whatever `run` raises; data errors (DataAnomaliesError, DataLayoutError) are recorded as the span's
     outcome first.
     """
-    from components.gate.anomalies import DataAnomaliesError  # pylint: disable=import-outside-toplevel
+    from hubtfx.components.gate.anomalies import DataAnomaliesError  # pylint: disable=import-outside-toplevel
     config = dataclasses.replace(config, use_spans=True)
     with exclusive_lock(config.output_dir, LOCK_FILE) as locked:
         if not locked:

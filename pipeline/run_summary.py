@@ -8,9 +8,9 @@ import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components.evaluator import comparability
-from components.gate import coverage as coverage_lib
-from pipeline.config import PipelineConfig
+from hubtfx.components.evaluator import comparability
+from hubtfx.components.gate import coverage as coverage_lib
+from hubtfx.pipeline.config import PipelineConfig
 
 
 @dataclasses.dataclass
@@ -143,7 +143,7 @@ def custom_property(artifact, key, default=None):
 
 
 def overall_accuracy(evaluation_uri: str) -> Optional[float]:
-    from pipeline import eval_results  # pylint: disable=import-outside-toplevel  (TFMA takes seconds to import)
+    from hubtfx.pipeline import eval_results  # pylint: disable=import-outside-toplevel  (TFMA takes seconds to import)
     return eval_results.overall_metrics(evaluation_uri)[0].get(eval_results.ACCURACY)
 
 

@@ -19,21 +19,21 @@ def module_cache(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def feature_vector_module(module_cache) -> str:
     """The real EfficientNet-Lite0 feature-vector module, built once per session (~15 s)."""
-    from pipeline.hub_modules.builder import build_module
+    from hubtfx.pipeline.hub_modules.builder import build_module
     return build_module("feature_vector", cache_dir=module_cache)
 
 
 @pytest.fixture(scope="session")
 def tiny_module(tmp_path_factory) -> str:
     """A small block-structured Hub-format module (32x32 input): the fast stand-in for EfficientNet."""
-    from pipeline.hub_modules import tiny
+    from hubtfx.pipeline.hub_modules import tiny
     return tiny.build_tiny_module(str(tmp_path_factory.mktemp("modules") / "tiny"), image_size=32, output_dim=16)
 
 
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory) -> str:
     """The project's sample dataset, 8 images per class."""
-    from pipeline import sample_data
+    from hubtfx.pipeline import sample_data
     root = str(tmp_path_factory.mktemp("data") / "images")
     sample_data.generate_dataset(root, images_per_class=8, seed=1)
     return root
@@ -43,8 +43,8 @@ def sample_root(tmp_path_factory) -> str:
 def finished_run(tmp_path_factory, tiny_module, sample_root):
     """One full local pipeline run on a private copy of the tiny module, deleted afterwards (the pushed model
     must not need it). Returns (resolved config, RunSummary)."""
-    from pipeline import local_runner, module_resolution
-    from pipeline.config import PipelineConfig
+    from hubtfx.pipeline import local_runner, module_resolution
+    from hubtfx.pipeline.config import PipelineConfig
     work = tmp_path_factory.mktemp("run")
     module_copy = str(work / "module")
     shutil.copytree(tiny_module, module_copy)

@@ -19,8 +19,8 @@ from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
-from components.trainer import exported_model
-from components.trainer.exported_model import ModelFacts
+from hubtfx.components.trainer import exported_model
+from hubtfx.components.trainer.exported_model import ModelFacts
 
 # The consequence, appended wherever the reasons are shown.
 CONSEQUENCE = "no comparison with the latest blessed model; only the absolute threshold applies"

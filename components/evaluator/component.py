@@ -3,7 +3,7 @@ with a baseline it cannot be compared with (see executor.py and comparability.py
 from tfx.components.evaluator import component as tfx_evaluator_component
 from tfx.dsl.components.base import executor_spec
 
-from components.evaluator import executor
+from hubtfx.components.evaluator import executor
 
 
 class ComparingEvaluator(tfx_evaluator_component.Evaluator):

@@ -13,7 +13,7 @@ from tfx.components.evaluator import executor as tfx_evaluator_executor
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils, proto_utils
 
-from components.evaluator import comparability
+from hubtfx.components.evaluator import comparability
 
 
 def _serving_dir(model: types.Artifact) -> str:

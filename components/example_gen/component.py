@@ -21,7 +21,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types import channel as channel_lib
 from tfx.types.component_spec import ExecutionParameter
 
-from components.example_gen import executor, layout
+from hubtfx.components.example_gen import executor, layout
 
 
 class ImageFolderExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):

@@ -34,10 +34,10 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.example_gen import class_names as class_names_lib
-from components.example_gen import layout as layout_lib
-from components.example_gen import split as split_lib
-from components.transform import image_ops
+from hubtfx.components.example_gen import class_names as class_names_lib
+from hubtfx.components.example_gen import layout as layout_lib
+from hubtfx.components.example_gen import split as split_lib
+from hubtfx.components.transform import image_ops
 
 LABEL_MAP_PATH_KEY = "label_map_path"
 LABEL_MAP_FILE = "label_map.json"

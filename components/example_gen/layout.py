@@ -29,7 +29,7 @@ from tfx.components.example_gen import input_processor
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.proto import example_gen_pb2, range_config_pb2
 
-from components.example_gen import class_names as class_names_lib
+from hubtfx.components.example_gen import class_names as class_names_lib
 
 # Split patterns relative to input_base, in TFX's own {SPAN} syntax: the driver resolves {SPAN} (latest
 # span, or the one range_config selects) and records it on the Examples artifact.

@@ -10,8 +10,8 @@ from typing import List
 from absl import logging
 from tfx import v1 as tfx
 
-from components.gate import anomalies as anomalies_lib
-from components.gate import coverage as coverage_lib
+from hubtfx.components.gate import anomalies as anomalies_lib
+from hubtfx.components.gate import coverage as coverage_lib
 
 SCHEMA_HINT = "schemas/schema.pbtxt"
 

@@ -22,9 +22,9 @@ from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
-from components.example_gen import executor as example_gen_executor
-from components.example_gen import split as split_lib
-from components.gate import anomalies as anomalies_lib
+from hubtfx.components.example_gen import executor as example_gen_executor
+from hubtfx.components.example_gen import split as split_lib
+from hubtfx.components.gate import anomalies as anomalies_lib
 
 
 class ClassCoverageError(anomalies_lib.DataAnomaliesError):

@@ -10,7 +10,7 @@ served version, pushed=0 and `push_skipped_reason` says why.
 from tfx.components.pusher import component as tfx_pusher_component
 from tfx.dsl.components.base import executor_spec
 
-from components.pusher import executor
+from hubtfx.components.pusher import executor
 
 
 class AtomicPusher(tfx_pusher_component.Pusher):

@@ -8,7 +8,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from components.pusher import serving
+from hubtfx.components.pusher import serving
 
 SKIP_REASON_KEY = "push_skipped_reason"
 FINGERPRINT_KEY = "model_fingerprint"

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
 
-from components.transform import preprocessing
+from hubtfx.components.transform import preprocessing
 
 
 def transformed_dataset(file_patterns: List[str], data_accessor, tft_output: tft.TFTransformOutput,

@@ -1,6 +1,6 @@
 """Export: one SavedModel whose signatures share one preprocessing path, the Transform graph.
 
-Signature names and inputs are defined in `components.trainer.exported_model`:
+Signature names and inputs are defined in `hubtfx.components.trainer.exported_model`:
 - `serving_default` (and its old name `serving_bytes`): encoded image bytes (`image_bytes`), what a Vertex AI
   endpoint or a TF Serving request without `signature_name` calls, with `{"b64": ...}` in JSON.
 - `serving_examples`: serialized tf.Examples (`examples`), for TFMA.
@@ -17,8 +17,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 
-from components.trainer import exported_model
-from components.transform import image_ops, preprocessing
+from hubtfx.components.trainer import exported_model
+from hubtfx.components.transform import image_ops, preprocessing
 
 # Base64 text (RFC 4648 alphabet, optionally with line breaks): what a JSON request delivers when an image was
 # sent as a plain string instead of {"b64": ...}, which TF Serving passes on undecoded.

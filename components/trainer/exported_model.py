@@ -10,7 +10,7 @@ Signatures (all return `probabilities` [b, classes] float32, `class_id` [b] int6
 - `serving_bytes` (BYTES_SIGNATURE): the same function under the name earlier hubtfx versions documented, so
   requests that name it keep working.
 - `serving_examples` (EXAMPLES_SIGNATURE): serialized tf.Examples, input `examples` [b] string; TFMA scores the
-  eval split through it (`pipeline.pipeline.eval_config` names it in its ModelSpec).
+  eval split through it (`hubtfx.pipeline.pipeline.eval_config` names it in its ModelSpec).
 
 Models exported before this layout have `serving_default` on tf.Examples and `serving_bytes` on image bytes;
 `image_signature` finds the image-bytes one in either.
@@ -25,7 +25,7 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
-from components.trainer import params
+from hubtfx.components.trainer import params
 
 DEFAULT_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"

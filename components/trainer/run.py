@@ -13,10 +13,10 @@ import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
-from components.trainer import data, export, exported_model, model, stages
-from components.trainer import head as head_lib
-from components.trainer.params import TrainingParams
-from pipeline.hub_modules import contract as module_contract
+from hubtfx.components.trainer import data, export, exported_model, model, stages
+from hubtfx.components.trainer import head as head_lib
+from hubtfx.components.trainer.params import TrainingParams
+from hubtfx.pipeline.hub_modules import contract as module_contract
 
 HISTORY_FILE = "training_history.json"
 LABEL_MAP_FILE = "label_map.json"

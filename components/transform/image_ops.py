@@ -31,7 +31,7 @@ from typing import Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from components.transform.policies import ASPECT_POLICIES
+from hubtfx.components.transform.policies import ASPECT_POLICIES
 
 # 50 megapixels: above any camera photo (a 12000 x 12000 image is 144 MP), while one decoded float32 copy at
 # the limit stays under 1 GB. Change it here only; it is checked in ExampleGen and baked into exported models.

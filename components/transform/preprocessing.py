@@ -8,7 +8,7 @@ from typing import Any, Dict
 
 import tensorflow as tf
 
-from components.transform import image_ops
+from hubtfx.components.transform import image_ops
 
 IMAGE_KEY = "image_raw"
 LABEL_KEY = "label"

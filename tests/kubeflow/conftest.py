@@ -4,7 +4,7 @@ import json
 import pytest
 import yaml
 
-from pipeline.config import PipelineConfig
+from hubtfx.pipeline.config import PipelineConfig
 
 IMAGE = "us-docker.pkg.dev/hubtfx-test/pipelines/hubtfx:1"
 CLUSTER_FLAGS = ["--image", IMAGE, "--data-root", "gs://hubtfx-test/flowers", "--output-dir", "gs://hubtfx-test/run",
@@ -12,7 +12,7 @@ CLUSTER_FLAGS = ["--image", IMAGE, "--data-root", "gs://hubtfx-test/flowers", "-
 
 
 def compile_with_cli(tmp_path_factory, target: str, filename: str, *flags: str):
-    from pipeline.cli import main
+    from hubtfx.pipeline.cli import main
     path = str(tmp_path_factory.mktemp(target) / filename)
     assert main(["compile", "--target", target, "--output", path, *CLUSTER_FLAGS, *flags]) == 0
     with open(path, encoding="utf-8") as f:

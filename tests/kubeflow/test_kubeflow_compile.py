@@ -6,11 +6,11 @@ import json
 import pytest
 from google.protobuf import json_format
 
-from components.trainer.params import TrainingParams
-from kubeflow import runner
-from pipeline.config import ConfigError
-from pipeline.hub_modules import builder
-from pipeline.pipeline import create_components
+from hubtfx.components.trainer.params import TrainingParams
+from hubtfx.kubeflow import runner
+from hubtfx.pipeline.config import ConfigError
+from hubtfx.pipeline.hub_modules import builder
+from hubtfx.pipeline.pipeline import create_components
 
 BEAM_STEPS = ("ImageFolderExampleGen", "StatisticsGen", "Transform", "Evaluator")
 

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 
-from kubeflow import runner
-from pipeline.hub_modules import builder
+from hubtfx.kubeflow import runner
+from hubtfx.pipeline.hub_modules import builder
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCKERFILE = os.path.join(REPO, "kubeflow", "Dockerfile")
@@ -47,8 +47,8 @@ def test_every_copied_file_exists():
 def test_every_package_setup_py_installs_is_copied():
     copied = {s.rstrip("/") for args in of_kind("COPY") for s in shlex.split(args)[:-1]}
     with open(os.path.join(REPO, "setup.py"), encoding="utf-8") as f:
-        packages = set(re.findall(r'"(\w+)"', re.search(r"include=\[(.*?)\]", f.read()).group(1)))
-    assert packages <= copied
+        packages = set(re.findall(r'"(\w+)"', re.search(r"TOP_LEVEL_FOLDERS = \((.*?)\)", f.read()).group(1)))
+    assert packages and packages | {"setup.py", "pyproject.toml"} <= copied
 
 
 def test_legacy_keras_is_set_for_every_process():

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from kubeflow import loopback, schedule
-from pipeline.cli import main
-from pipeline.config import ConfigError
+from hubtfx.kubeflow import loopback, schedule
+from hubtfx.pipeline.cli import main
+from hubtfx.pipeline.config import ConfigError
 
 FLAGS = ["--image", "us-docker.pkg.dev/hubtfx-test/pipelines/hubtfx:1", "--data-root", "gs://hubtfx-test/flowers",
          "--output-dir", "gs://hubtfx-test/run", "--gcp-project", "hubtfx-test"]

@@ -19,11 +19,11 @@ from ml_metadata.metadata_store import metadata_store
 from PIL import Image
 from tfx import v1 as tfx
 
-from components.evaluator import comparability, executor
-from components.trainer import exported_model
-from pipeline import cli, predict
-from pipeline import pipeline as pipeline_lib
-from pipeline.config import PipelineConfig
+from hubtfx.components.evaluator import comparability, executor
+from hubtfx.components.trainer import exported_model
+from hubtfx.pipeline import cli, predict
+from hubtfx.pipeline import pipeline as pipeline_lib
+from hubtfx.pipeline.config import PipelineConfig
 
 COLOURS = {"red": (1.0, 0.1, 0.1), "green": (0.1, 1.0, 0.1), "blue": (0.1, 0.1, 1.0), "yellow": (1.0, 1.0, 0.1)}
 

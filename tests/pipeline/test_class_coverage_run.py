@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.example_gen.split import EVAL, TRAIN, SplitRule
-from pipeline import cli, eval_results, local_runner, module_resolution, report
-from pipeline.config import PipelineConfig
+from hubtfx.components.example_gen.split import EVAL, TRAIN, SplitRule
+from hubtfx.pipeline import cli, eval_results, local_runner, module_resolution, report
+from hubtfx.pipeline.config import PipelineConfig
 
 COLOURS = {"blue": (40, 70, 215), "green": (40, 185, 60), "red": (215, 40, 40), "yellow": (230, 215, 30),
            "purple": (140, 40, 170), "solo": (120, 120, 120)}

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pipeline import cli, config as config_lib
+from hubtfx.pipeline import cli, config as config_lib
 
 
 def test_run_help_documents_every_config_field(capsys):
@@ -59,7 +59,7 @@ def test_main_job_trains_the_real_efficientnet_and_pushes(tmp_path, sample_root,
     """`hubtfx run` in a fresh process, as the README's main command runs it, on the real pretrained backbone."""
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", "--data-root", sample_root, "--output", str(out),
+        [sys.executable, "-m", "hubtfx.pipeline.cli", "run", "--data-root", sample_root, "--output", str(out),
          "--min-validation-examples", "2", "--stage2-epochs", "1", "--accuracy-threshold", "0"],
         capture_output=True, text=True, timeout=900, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
     assert result.returncode == cli.EXIT_OK, result.stdout[-3000:] + result.stderr[-3000:]

@@ -2,9 +2,9 @@ import dataclasses
 
 import pytest
 
-from components.trainer.params import TrainingParams
-from pipeline import config as config_lib
-from pipeline.config import ConfigError, PipelineConfig
+from hubtfx.components.trainer.params import TrainingParams
+from hubtfx.pipeline import config as config_lib
+from hubtfx.pipeline.config import ConfigError, PipelineConfig
 
 
 def test_defaults_are_valid_and_paths_derive_from_output_dir():

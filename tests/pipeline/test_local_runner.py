@@ -11,9 +11,9 @@ import tensorflow_transform as tft
 from PIL import Image
 from ml_metadata.metadata_store import metadata_store
 
-from components.trainer import exported_model
-from components.transform import image_ops
-from pipeline import local_runner, module_resolution
+from hubtfx.components.trainer import exported_model
+from hubtfx.components.transform import image_ops
+from hubtfx.pipeline import local_runner, module_resolution
 
 
 def _grayscale_png() -> bytes:

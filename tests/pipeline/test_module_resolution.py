@@ -11,9 +11,9 @@ import time
 import pytest
 import tensorflow as tf
 
-from pipeline import module_resolution
-from pipeline.config import ConfigError, PipelineConfig
-from pipeline.hub_modules.vetting import UnsafeModuleError
+from hubtfx.pipeline import module_resolution
+from hubtfx.pipeline.config import ConfigError, PipelineConfig
+from hubtfx.pipeline.hub_modules.vetting import UnsafeModuleError
 
 
 def test_default_handle_is_the_bundled_efficientnet_with_its_contract(feature_vector_module):
@@ -192,7 +192,7 @@ def test_a_malformed_contract_is_not_silently_replaced_by_image_size(tiny_module
 
 
 def _span_data(root):
-    from pipeline import sample_data
+    from hubtfx.pipeline import sample_data
     sample_data.generate_dataset(str(root), images_per_class=4, spans=1)
     return str(root)
 
@@ -204,7 +204,7 @@ def test_case_05_run_exits_2_before_any_component_without_a_traceback(tmp_path, 
     (folder / "assets").mkdir()
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", "--hub-handle", README_HANDLE, "--data-root", sample_root,
+        [sys.executable, "-m", "hubtfx.pipeline.cli", "run", "--hub-handle", README_HANDLE, "--data-root", sample_root,
          "--output-dir", str(out)], capture_output=True, text=True, timeout=600,
         env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TFHUB_CACHE_DIR": str(tfhub_cache)})
     assert result.returncode == 2, result.stderr[-3000:]
@@ -214,7 +214,7 @@ def test_case_05_run_exits_2_before_any_component_without_a_traceback(tmp_path, 
 
 
 def test_retrain_and_compile_stop_the_same_way(tmp_path, tfhub_cache, capsys):
-    from pipeline import cli
+    from hubtfx.pipeline import cli
     folder = _cached(tfhub_cache)
     (folder / "variables").mkdir(parents=True)
     spans = _span_data(tmp_path / "spans")

@@ -3,9 +3,9 @@ import dataclasses
 
 import pytest
 
-from components.pusher.component import AtomicPusher
-from pipeline.config import ConfigError, PipelineConfig
-from pipeline.pipeline import create_components
+from hubtfx.components.pusher.component import AtomicPusher
+from hubtfx.pipeline.config import ConfigError, PipelineConfig
+from hubtfx.pipeline.pipeline import create_components
 
 RESOLVED = PipelineConfig(module_path="/m", module_sha256="abc", image_size=(32, 32), use_spans=True)
 

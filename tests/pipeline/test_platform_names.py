@@ -8,8 +8,8 @@ from datetime import datetime
 
 import pytest
 
-from pipeline import cli, platform_names
-from pipeline.config import ConfigError, PipelineConfig
+from hubtfx.pipeline import cli, platform_names
+from hubtfx.pipeline.config import ConfigError, PipelineConfig
 
 CLUSTER = ["--image", "us-docker.pkg.dev/hubtfx-test/pipelines/hubtfx:1", "--data-root", "gs://hubtfx-test/flowers",
            "--output-dir", "gs://hubtfx-test/run", "--gcp-project", "hubtfx-test"]
@@ -156,7 +156,7 @@ def test_case_06_compile_exits_2_in_a_fresh_process(tmp_path, name, targets):
     for target in targets:
         output = tmp_path / f"{target}.json"
         result = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "compile", "--target", target, "--config", str(config),
+            [sys.executable, "-m", "hubtfx.pipeline.cli", "compile", "--target", target, "--config", str(config),
              "--output", str(output)], capture_output=True, text=True, timeout=300,
             env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
         assert result.returncode == 2, result.stderr[-2000:]

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from pipeline import cli, predict
+from hubtfx.pipeline import cli, predict
 
 
 @pytest.fixture(scope="module")

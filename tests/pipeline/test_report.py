@@ -14,9 +14,9 @@ from PIL import Image
 from ml_metadata.metadata_store import metadata_store
 from tensorflow_model_analysis.proto import validation_result_pb2
 
-from pipeline import eval_results, local_runner, module_resolution, report, sample_data
-from pipeline.config import PipelineConfig
-from pipeline.pipeline import eval_config
+from hubtfx.pipeline import eval_results, local_runner, module_resolution, report, sample_data
+from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.pipeline import eval_config
 
 # Not an image, so ExampleGen skips it and the report must list it: its name must come out as text, not markup.
 HOSTILE_NAME = '<script>alert("x")&.jpg'

@@ -4,10 +4,10 @@ import html.parser
 
 import numpy as np
 
-from components.gate.coverage import ClassCoverage
-from pipeline import eval_results, report
-from pipeline.config import PipelineConfig
-from pipeline.run_summary import RunSummary
+from hubtfx.components.gate.coverage import ClassCoverage
+from hubtfx.pipeline import eval_results, report
+from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.run_summary import RunSummary
 
 CLASSES = [ClassCoverage("blue", 9, 3), ClassCoverage("purple", 3, 0), ClassCoverage("yellow", 1, 2)]
 MOVED = [{"file": "yellow/yellow_004.png", "class": "yellow", "split": "train"}]

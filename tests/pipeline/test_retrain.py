@@ -4,11 +4,11 @@ import os
 
 import pytest
 
-from components.example_gen.layout import DataLayoutError
-from components.gate.anomalies import DataAnomaliesError
-from pipeline import output_folder, retrain
-from pipeline.config import PipelineConfig
-from pipeline.run_summary import RunSummary
+from hubtfx.components.example_gen.layout import DataLayoutError
+from hubtfx.components.gate.anomalies import DataAnomaliesError
+from hubtfx.pipeline import output_folder, retrain
+from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.run_summary import RunSummary
 
 
 def _add_span(data_root, span):

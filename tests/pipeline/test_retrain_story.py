@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 from tfx.components.example_gen import base_example_gen_executor
 
-from components.example_gen import component as example_gen_component
-from components.example_gen.executor import make_example
-from components.pusher import serving
-from pipeline import cli
+from hubtfx.components.example_gen import component as example_gen_component
+from hubtfx.components.example_gen.executor import make_example
+from hubtfx.components.pusher import serving
+from hubtfx.pipeline import cli
 
 EVAL_PERCENT = 20
 # Classes the tiny random-weight module separates reliably (it knows no shapes), so clean spans get blessed.

@@ -16,8 +16,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components.trainer import exported_model
-from pipeline import pipeline as pipeline_lib
+from hubtfx.components.trainer import exported_model
+from hubtfx.pipeline import pipeline as pipeline_lib
 
 _REST = importlib.util.spec_from_file_location("tf_serving_rest", os.path.join(os.path.dirname(__file__),
                                                                                "tf_serving_rest.py"))

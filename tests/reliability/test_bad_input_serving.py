@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.trainer import exported_model
-from pipeline import cli
+from hubtfx.components.trainer import exported_model
+from hubtfx.pipeline import cli
 
 
 def _example(image_bytes: bytes) -> bytes:

@@ -12,9 +12,9 @@ import pytest
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components.pusher import serving
-from pipeline import cli, local_runner, output_folder
-from pipeline.config import PipelineConfig
+from hubtfx.components.pusher import serving
+from hubtfx.pipeline import cli, local_runner, output_folder
+from hubtfx.pipeline.config import PipelineConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _RUN_TIMEOUT = 600
@@ -28,7 +28,7 @@ def _run_flags(data_root, output_dir, module):
 
 def _start_run(flags):
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", *flags], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "hubtfx.pipeline.cli", "run", *flags], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -7,11 +7,11 @@ import socket
 import pytest
 import tensorflow as tf
 
-from pipeline import module_resolution
-from pipeline.config import PipelineConfig
-from pipeline.hub_modules import builder
-from pipeline.hub_modules.torch_pickle import UnsafePickleError, load_state_dict
-from pipeline.hub_modules.vetting import UnsafeModuleError
+from hubtfx.pipeline import module_resolution
+from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.hub_modules import builder
+from hubtfx.pipeline.hub_modules.torch_pickle import UnsafePickleError, load_state_dict
+from hubtfx.pipeline.hub_modules.vetting import UnsafeModuleError
 
 
 @pytest.mark.parametrize("module, name", [
@@ -55,7 +55,7 @@ _CANARIES = {"HUBTFX_CANARY": "canary-7c1e9b2d", "GOOGLE_APPLICATION_CREDENTIALS
 
 def test_compiled_specs_hold_no_environment_variable_of_the_compiling_machine(tmp_path, monkeypatch,
                                                                                feature_vector_module):
-    from kubeflow import runner  # pylint: disable=import-outside-toplevel
+    from hubtfx.kubeflow import runner  # pylint: disable=import-outside-toplevel
     for name, value in _CANARIES.items():
         monkeypatch.setenv(name, value)
     config = PipelineConfig(image="us-docker.pkg.dev/p/r/hubtfx:1", data_root="gs://b/flowers",

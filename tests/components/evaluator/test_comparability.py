@@ -6,9 +6,9 @@ import os
 import pytest
 import tensorflow as tf
 
-from components.evaluator import comparability
-from components.trainer import exported_model
-from components.trainer.exported_model import ModelFacts
+from hubtfx.components.evaluator import comparability
+from hubtfx.components.trainer import exported_model
+from hubtfx.components.trainer.exported_model import ModelFacts
 
 RGB = ("blue", "green", "red")
 SIGNATURES = [exported_model.DEFAULT_SIGNATURE, exported_model.BYTES_SIGNATURE, exported_model.EXAMPLES_SIGNATURE]

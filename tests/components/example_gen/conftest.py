@@ -1,7 +1,7 @@
 """Fixtures of the ExampleGen tests."""
 import pytest
 
-from components.example_gen.split import EVAL, TRAIN
+from hubtfx.components.example_gen.split import EVAL, TRAIN
 
 
 def _names_hashing_to(rule, class_name, n_train, n_eval, prefix="img"):

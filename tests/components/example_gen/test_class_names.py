@@ -15,10 +15,10 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.example_gen import class_names
-from components.example_gen import executor as executor_lib
-from components.example_gen.component import make_output_config
-from components.example_gen.layout import DataLayoutError, scan_layout
+from hubtfx.components.example_gen import class_names
+from hubtfx.components.example_gen import executor as executor_lib
+from hubtfx.components.example_gen.component import make_output_config
+from hubtfx.components.example_gen.layout import DataLayoutError, scan_layout
 
 CAFE_NFC = unicodedata.normalize("NFC", "caf\u00e9")
 CAFE_NFD = unicodedata.normalize("NFD", "caf\u00e9")

@@ -4,9 +4,9 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from components.example_gen.component import ImageFolderDriver, ImageFolderExampleGen
-from components.example_gen.layout import DataLayoutError
-from pipeline.sample_data import generate_dataset
+from hubtfx.components.example_gen.component import ImageFolderDriver, ImageFolderExampleGen
+from hubtfx.components.example_gen.layout import DataLayoutError
+from hubtfx.pipeline.sample_data import generate_dataset
 
 
 def _input_pattern(component):

@@ -4,8 +4,8 @@ import os
 import pytest
 from tfx.proto import range_config_pb2
 
-from components.example_gen.layout import DataLayoutError, class_root_for_pattern, scan_layout, split_pattern
-from pipeline.sample_data import generate_dataset
+from hubtfx.components.example_gen.layout import DataLayoutError, class_root_for_pattern, scan_layout, split_pattern
+from hubtfx.pipeline.sample_data import generate_dataset
 
 _TINY = dict(images_per_class=3, min_size=24, max_size=32)
 

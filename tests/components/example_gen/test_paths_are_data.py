@@ -21,11 +21,11 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.example_gen import executor as executor_lib
-from components.example_gen import layout as layout_lib
-from components.example_gen.component import ImageFolderDriver, ImageFolderExampleGen, make_output_config
-from kubeflow import runner
-from pipeline.config import ConfigError, PipelineConfig
+from hubtfx.components.example_gen import executor as executor_lib
+from hubtfx.components.example_gen import layout as layout_lib
+from hubtfx.components.example_gen.component import ImageFolderDriver, ImageFolderExampleGen, make_output_config
+from hubtfx.kubeflow import runner
+from hubtfx.pipeline.config import ConfigError, PipelineConfig
 
 # Folder names that are ordinary on a file system but pattern syntax to glob, fnmatch or TFX's regex.
 ROOT_NAMES = ["photos [2024]", "photos*", "what?", "{a,b}", "x]y", "[!ab]", "a{2}b", "(1)+.$^|"]

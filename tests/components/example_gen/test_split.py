@@ -6,9 +6,9 @@ import tensorflow as tf
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.proto import example_gen_pb2
 
-from components.example_gen import executor as executor_lib
-from components.example_gen.component import make_output_config
-from components.example_gen.split import EVAL, TRAIN, SplitRule
+from hubtfx.components.example_gen import executor as executor_lib
+from hubtfx.components.example_gen.component import make_output_config
+from hubtfx.components.example_gen.split import EVAL, TRAIN, SplitRule
 
 
 def _counts(assignment):

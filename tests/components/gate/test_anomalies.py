@@ -8,8 +8,8 @@ from tensorflow_data_validation.statistics.stats_impl import generate_statistics
 from tfx.types import artifact_utils, standard_artifacts
 from tfx_bsl.coders import example_coder
 
-from components.gate import anomalies as anomalies_lib
-from pipeline.pipeline import CURATED_SCHEMA
+from hubtfx.components.gate import anomalies as anomalies_lib
+from hubtfx.pipeline.pipeline import CURATED_SCHEMA
 
 
 def _example(label_feature, label_name=b"daisy"):

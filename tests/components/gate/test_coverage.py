@@ -7,10 +7,10 @@ import pytest
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.example_gen import executor as executor_lib
-from components.gate import anomalies as anomalies_lib
-from components.gate import coverage as coverage_lib
-from components.gate.component import AnomalyGate
+from hubtfx.components.example_gen import executor as executor_lib
+from hubtfx.components.gate import anomalies as anomalies_lib
+from hubtfx.components.gate import coverage as coverage_lib
+from hubtfx.components.gate.component import AnomalyGate
 
 CLASSES = ["blue", "purple", "red"]
 

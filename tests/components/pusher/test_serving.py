@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from components.pusher import serving
+from hubtfx.components.pusher import serving
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 

@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from components.trainer import data
+from hubtfx.components.trainer import data
 
 
 def _augment_in_graph(images: tf.Tensor, seed: int) -> np.ndarray:

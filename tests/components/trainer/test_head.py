@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from components.trainer import head
+from hubtfx.components.trainer import head
 
 
 def _blobs(per_class: int, classes: int, dim: int, separation: float, seed: int = 0):

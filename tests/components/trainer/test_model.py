@@ -3,7 +3,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from components.trainer import model
+from hubtfx.components.trainer import model
 
 
 def _vars(*names):

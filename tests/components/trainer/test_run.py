@@ -14,8 +14,8 @@ from tensorflow_transform.tf_metadata import metadata_io, schema_utils
 from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
-from components.trainer import run
-from components.transform import preprocessing
+from hubtfx.components.trainer import run
+from hubtfx.components.transform import preprocessing
 
 
 def _png() -> bytes:

@@ -20,8 +20,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components.example_gen import executor as executor_lib
-from components.transform import image_ops
+from hubtfx.components.example_gen import executor as executor_lib
+from hubtfx.components.transform import image_ops
 
 RNG = np.random.default_rng(13)
 WIDTH, HEIGHT = 37, 23  # odd width: BMP rows need padding, 4-bit rows end in half a byte
@@ -383,7 +383,7 @@ _PEAK_SCRIPT = textwrap.dedent("""
     import io, resource, sys
     import numpy as np, tensorflow as tf
     from PIL import Image
-    from components.transform import image_ops
+    from hubtfx.components.transform import image_ops
     tf.config.threading.set_inter_op_parallelism_threads(16)  # as on a many-core server
     side, count = int(sys.argv[1]), int(sys.argv[2])
     buffer = io.BytesIO()

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components.transform import image_ops, preprocessing
+from hubtfx.components.transform import image_ops, preprocessing
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:

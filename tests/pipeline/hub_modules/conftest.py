@@ -4,6 +4,6 @@ import pytest
 
 @pytest.fixture(scope="session")
 def classification_module(module_cache):
-    from pipeline.hub_modules.builder import build_module
+    from hubtfx.pipeline.hub_modules.builder import build_module
 
     return build_module("classification", cache_dir=module_cache)

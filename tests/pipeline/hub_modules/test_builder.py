@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.hub_modules import builder
-from pipeline.hub_modules.builder import DEFAULT_LICENSE_NOTE, MODULE_VERSION, build_module, module_dir_for, module_sha256
+from hubtfx.pipeline.hub_modules import builder
+from hubtfx.pipeline.hub_modules.builder import DEFAULT_LICENSE_NOTE, MODULE_VERSION, build_module, module_dir_for, module_sha256
 
 
 def _files(root):

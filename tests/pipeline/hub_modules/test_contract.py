@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.hub_modules.contract import (
+from hubtfx.pipeline.hub_modules.contract import (
     CONTRACT_FILENAME,
     ContractError,
     ModuleContract,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.hub_modules import integrity
+from hubtfx.pipeline.hub_modules import integrity
 
 
 def _truncate(path: Path, keep: float = 0.5) -> None:

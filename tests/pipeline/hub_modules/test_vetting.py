@@ -2,7 +2,7 @@
 import pytest
 import tensorflow as tf
 
-from pipeline.hub_modules.vetting import UnsafeModuleError, vet_module
+from hubtfx.pipeline.hub_modules.vetting import UnsafeModuleError, vet_module
 
 
 def test_pretrained_and_tiny_modules_pass(classification_module, tiny_module):
