@@ -74,12 +74,13 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 
+from hubtfx.components.common import contract as module_contract  # noqa: E402
+from hubtfx.components.common.contract import DEFAULT_LEVEL  # noqa: E402
 from hubtfx.components.trainer import head as head_lib, model, run as trainer_run, stages  # noqa: E402
 from hubtfx.components.trainer.params import TrainingParams  # noqa: E402
 from hubtfx.components.transform import image_ops  # noqa: E402
 from hubtfx.pipeline import config  # noqa: E402
-from hubtfx.pipeline.hub_modules import builder, contract as module_contract, tiny  # noqa: E402
-from hubtfx.pipeline.hub_modules.contract import DEFAULT_LEVEL  # noqa: E402
+from hubtfx.pipeline.hub_modules import builder, tiny  # noqa: E402
 from benchmarks import common, datasets  # noqa: E402
 
 COLUMNS = ("probe", "tutorial", "stage1", "final", "svc")

@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
 # config does not import TFX and TensorFlow first (that took over a minute on a busy machine).
 _EXPECTED_ERRORS = (
     ("hubtfx.components.example_gen.layout", "DataLayoutError"),
-    ("hubtfx.pipeline.hub_modules.contract", "ContractError"),
+    ("hubtfx.components.common.contract", "ContractError"),
     ("hubtfx.pipeline.hub_modules.vetting", "UnsafeModuleError"),
     ("hubtfx.components.gate.anomalies", "DataAnomaliesError"),
 )

@@ -10,8 +10,9 @@ import os
 import socket
 from typing import Optional
 
+from hubtfx.components.common import contract as module_contract
 from hubtfx.pipeline.config import ConfigError, PipelineConfig
-from hubtfx.pipeline.hub_modules import builder, contract as module_contract, integrity, vetting
+from hubtfx.pipeline.hub_modules import builder, integrity, vetting
 
 _REMOTE_PREFIXES = ("http://", "https://", "gs://")
 # Handles people copy without the scheme; tensorflow_hub would read them as local paths.

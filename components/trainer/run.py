@@ -16,7 +16,7 @@ from tfx import v1 as tfx
 from hubtfx.components.trainer import data, export, exported_model, model, stages
 from hubtfx.components.trainer import head as head_lib
 from hubtfx.components.trainer.params import TrainingParams
-from hubtfx.pipeline.hub_modules import contract as module_contract
+from hubtfx.components.common import contract as module_contract
 
 HISTORY_FILE = "training_history.json"
 LABEL_MAP_FILE = "label_map.json"

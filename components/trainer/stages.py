@@ -23,7 +23,7 @@ import tf_keras
 from hubtfx.components.trainer import data, model
 from hubtfx.components.trainer import head as head_lib
 from hubtfx.components.trainer.params import TrainingParams
-from hubtfx.pipeline.hub_modules.contract import DEFAULT_LEVEL
+from hubtfx.components.common.contract import DEFAULT_LEVEL
 
 _FEATURE_LOG_EVERY = 256  # images between progress lines
 _IMAGE_SHUFFLE_BUFFER = 256  # decoded images are ~600 kB each at 224x224

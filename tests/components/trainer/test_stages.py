@@ -4,9 +4,9 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
+from hubtfx.components.common import contract
 from hubtfx.components.trainer import model, run, stages
 from hubtfx.components.trainer.params import TrainingParams
-from hubtfx.pipeline.hub_modules import contract
 
 
 def _images(count: int, batch_size: int, seed: int = 0, classes: int = 3) -> tf.data.Dataset:

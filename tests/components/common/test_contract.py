@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hubtfx.pipeline.hub_modules.contract import (
+from hubtfx.components.common.contract import (
     CONTRACT_FILENAME,
     ContractError,
     ModuleContract,
@@ -42,7 +42,7 @@ def test_identical_contracts_write_identical_bytes(tmp_path):
 def test_reading_json_contract_does_not_import_tensorflow(tmp_path):
     write_contract(str(tmp_path), _contract())
     code = (
-        "import sys; from pipeline.hub_modules.contract import read_contract; "
+        "import sys; from hubtfx.components.common.contract import read_contract; "
         f"c = read_contract({str(tmp_path)!r}); assert c.image_size == (224, 192); "
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
     )
