@@ -11,6 +11,7 @@ from google.protobuf import json_format
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from hubtfx.components.common import feature_keys
 from hubtfx.components.evaluator.component import ComparingEvaluator
 from hubtfx.components.example_gen.component import ImageFolderExampleGen
 from hubtfx.components.gate.component import AnomalyGate
@@ -67,9 +68,9 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
             ))],
     )
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(label_key="label", prediction_key="probabilities",
+        model_specs=[tfma.ModelSpec(label_key=feature_keys.LABEL_KEY, prediction_key="probabilities",
                                     signature_name=exported_model.EXAMPLES_SIGNATURE)],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["label_name"])],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[feature_keys.LABEL_NAME_KEY])],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             accuracy,
             tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),

@@ -21,6 +21,7 @@ from ml_metadata.metadata_store import metadata_store
 from PIL import Image
 from tfx.utils import path_utils
 
+from hubtfx.components.common import feature_keys
 from hubtfx.components.evaluator import comparability
 from hubtfx.components.trainer import exported_model
 from hubtfx.pipeline import eval_results, run_summary
@@ -32,7 +33,8 @@ MAX_THUMBNAILS = 8
 THUMBNAIL_PIXELS = 96
 _SCORING_BATCH = 32
 _EVAL_FEATURES = {name: tf.io.FixedLenFeature([], dtype) for name, dtype in
-                  [("image_raw", tf.string), ("label", tf.int64), ("label_name", tf.string), ("filename", tf.string)]}
+                  [(feature_keys.IMAGE_KEY, tf.string), (feature_keys.LABEL_KEY, tf.int64),
+                   (feature_keys.LABEL_NAME_KEY, tf.string), (feature_keys.FILENAME_KEY, tf.string)]}
 
 
 @dataclasses.dataclass
@@ -101,15 +103,15 @@ def misclassified_examples(examples_uri: str, model_uri: str, limit: int = MAX_T
     found = []
     for batch in _eval_batches(examples_uri):
         batch = {k: v.numpy() for k, v in batch.items()}
-        outputs = {k: v.numpy() for k, v in signature(image_bytes=tf.constant(batch["image_raw"])).items()}
+        outputs = {k: v.numpy() for k, v in signature(image_bytes=tf.constant(batch[feature_keys.IMAGE_KEY])).items()}
         predicted = outputs["class_id"]
-        for i in np.flatnonzero(predicted != batch["label"]):
+        for i in np.flatnonzero(predicted != batch[feature_keys.LABEL_KEY]):
             found.append(Misclassified(
-                filename=batch["filename"][i].decode("utf-8", "replace"),
-                label_name=batch["label_name"][i].decode("utf-8", "replace"),
+                filename=batch[feature_keys.FILENAME_KEY][i].decode("utf-8", "replace"),
+                label_name=batch[feature_keys.LABEL_NAME_KEY][i].decode("utf-8", "replace"),
                 predicted_name=outputs["class_name"][i].decode("utf-8", "replace"),
                 probability=float(outputs["probabilities"][i, predicted[i]]),
-                thumbnail_png=_thumbnail_png(batch["image_raw"][i])))
+                thumbnail_png=_thumbnail_png(batch[feature_keys.IMAGE_KEY][i])))
             if len(found) == limit:
                 return found
     return found

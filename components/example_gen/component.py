@@ -21,6 +21,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types import channel as channel_lib
 from tfx.types.component_spec import ExecutionParameter
 
+from hubtfx.components.common import feature_keys
 from hubtfx.components.example_gen import executor, layout
 
 
@@ -103,6 +104,6 @@ def make_output_config(eval_percent: int) -> example_gen_pb2.Output:
                 example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=100 - eval_percent),
                 example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=eval_percent),
             ],
-            partition_feature_name="filename",
+            partition_feature_name=feature_keys.FILENAME_KEY,
         )
     )

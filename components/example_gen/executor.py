@@ -34,6 +34,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from hubtfx.components.common import feature_keys
 from hubtfx.components.example_gen import class_names as class_names_lib
 from hubtfx.components.example_gen import layout as layout_lib
 from hubtfx.components.example_gen import split as split_lib
@@ -99,10 +100,10 @@ def make_example(raw: bytes, label: int, label_name: str, filename: str) -> tf.t
     return tf.train.Example(
         features=tf.train.Features(
             feature={
-                "image_raw": bytes_feature(raw),
-                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-                "label_name": bytes_feature(label_name.encode("utf-8")),
-                "filename": bytes_feature(filename.encode("utf-8")),
+                feature_keys.IMAGE_KEY: bytes_feature(raw),
+                feature_keys.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                feature_keys.LABEL_NAME_KEY: bytes_feature(label_name.encode("utf-8")),
+                feature_keys.FILENAME_KEY: bytes_feature(filename.encode("utf-8")),
             }
         )
     )
@@ -232,7 +233,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             exec_properties, _single_split_pattern(exec_properties))
         moved = (
             examples
-            | "ClassAndPath" >> beam.Map(lambda e: (feature_text(e, "label_name"), feature_text(e, "filename")))
+            | "ClassAndPath" >> beam.Map(lambda e: (feature_text(e, feature_keys.LABEL_NAME_KEY),
+                                                   feature_text(e, feature_keys.FILENAME_KEY)))
             | "GroupByClass" >> beam.GroupByKey()
             | "Rebalance" >> beam.FlatMap(
                 lambda class_paths: [{"file": path, "class": class_paths[0], "split": split}
@@ -241,13 +243,13 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         _ = moved | "WriteMoved" >> _WriteJsonLines(os.path.join(stats_dir, _MOVED_STATS))
         moved_splits = beam.pvalue.AsDict(moved | "MovedSplit" >> beam.Map(lambda m: (m["file"], m["split"])))
         parts = examples | "SplitData" >> beam.Partition(
-            lambda e, _, moves: rule.split_index(feature_text(e, "filename"), moves), len(split_lib.SPLIT_NAMES),
-            moved_splits)
+            lambda e, _, moves: rule.split_index(feature_text(e, feature_keys.FILENAME_KEY), moves),
+            len(split_lib.SPLIT_NAMES), moved_splits)
         splits = dict(zip(split_lib.SPLIT_NAMES, parts))
         for split_name, split_examples in splits.items():
             _ = (
                 split_examples
-                | f"LabelNames[{split_name}]" >> beam.Map(feature_text, "label_name")
+                | f"LabelNames[{split_name}]" >> beam.Map(feature_text, feature_keys.LABEL_NAME_KEY)
                 | f"CountPerClass[{split_name}]" >> beam.combiners.Count.PerElement()
                 | f"WriteCounts[{split_name}]"
                 >> _WriteJsonLines(os.path.join(stats_dir, _SPLIT_STATS.format(split_name)))

@@ -13,10 +13,10 @@ import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
+from hubtfx.components.common import contract as module_contract, feature_keys
 from hubtfx.components.trainer import data, export, exported_model, model, stages
 from hubtfx.components.trainer import head as head_lib
 from hubtfx.components.trainer.params import TrainingParams
-from hubtfx.components.common import contract as module_contract
 
 HISTORY_FILE = "training_history.json"
 LABEL_MAP_FILE = "label_map.json"
@@ -55,7 +55,7 @@ def check_transform_matches_module(tft_output: tft.TFTransformOutput, module_pat
     except module_contract.ContractError as e:
         logging.warning("Cannot check Transform's output against the module (%s); trusting the config.", e)
         return None
-    produced = tft_output.transformed_feature_spec()[data.preprocessing.TRANSFORMED_IMAGE_KEY].shape
+    produced = tft_output.transformed_feature_spec()[feature_keys.TRANSFORMED_IMAGE_KEY].shape
     if list(produced) != [expected.image_size[0], expected.image_size[1], expected.channels]:
         raise ValueError(
             f"Transform produces images of shape {list(produced)} but the module at {module_path} expects "
@@ -83,7 +83,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     module_path = module_dir(fn_args.base_model)
     contract = check_transform_matches_module(tft_output, module_path)
-    image_size = tft_output.transformed_feature_spec()[data.preprocessing.TRANSFORMED_IMAGE_KEY].shape[:2]
+    image_size = tft_output.transformed_feature_spec()[feature_keys.TRANSFORMED_IMAGE_KEY].shape[:2]
     class_names = read_class_names(fn_args.train_files)
     logging.info("Training a %d-class head on %s (%s)", len(class_names), module_path, ", ".join(class_names))
     # In file order, unshuffled: the validation slice is chosen by row, and stage 2 shuffles after decoding.

@@ -8,12 +8,8 @@ from typing import Any, Dict
 
 import tensorflow as tf
 
+from hubtfx.components.common.feature_keys import IMAGE_KEY, LABEL_KEY, TRANSFORMED_IMAGE_KEY, TRANSFORMED_LABEL_KEY
 from hubtfx.components.transform import image_ops
-
-IMAGE_KEY = "image_raw"
-LABEL_KEY = "label"
-TRANSFORMED_IMAGE_KEY = "image"
-TRANSFORMED_LABEL_KEY = "label"
 
 
 def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict[str, Any]) -> Dict[str, tf.Tensor]:
