@@ -12,6 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import yaml
 
+from hubtfx.components.common import artifact_files
 from hubtfx.components.trainer.params import TrainingParams
 from hubtfx.components.transform.policies import ASPECT_POLICIES
 
@@ -152,7 +153,7 @@ class PipelineConfig:
     @property
     def label_map_path(self) -> str:
         """Class ids persist here so that a new span with the same classes gets the same ids."""
-        return os.path.join(self.output_dir, "label_map.json")
+        return os.path.join(self.output_dir, artifact_files.LABEL_MAP_FILE)
 
     @property
     def push_base_dir(self) -> str:

@@ -21,7 +21,7 @@ from ml_metadata.metadata_store import metadata_store
 from PIL import Image
 from tfx.utils import path_utils
 
-from hubtfx.components.common import feature_keys
+from hubtfx.components.common import artifact_files, feature_keys
 from hubtfx.components.evaluator import comparability
 from hubtfx.components.trainer import exported_model
 from hubtfx.pipeline import eval_results, run_summary
@@ -76,7 +76,7 @@ def imported_module(store, pipeline_name: str):
 
 
 def _ingestion_reports(store, latest: Dict[str, object]) -> List[dict]:
-    reports = [run_summary.read_json(os.path.join(e.uri, "ingestion_report.json"))
+    reports = [run_summary.read_json(os.path.join(e.uri, artifact_files.INGESTION_REPORT_FILE))
                for e in run_summary.trained_examples(store, latest)]
     return sorted((r for r in reports if r), key=lambda r: r.get("span") or 0)
 
@@ -120,7 +120,7 @@ def misclassified_examples(examples_uri: str, model_uri: str, limit: int = MAX_T
 def collect(config: PipelineConfig, connection_config) -> RunFacts:
     store = metadata_store.MetadataStore(connection_config)
     latest = run_summary.latest_artifacts(store, config.pipeline_name)
-    history = run_summary.read_json(os.path.join(latest["ModelRun"].uri, "training_history.json")) \
+    history = run_summary.read_json(os.path.join(latest["ModelRun"].uri, artifact_files.TRAINING_HISTORY_FILE)) \
         if "ModelRun" in latest else {}
     class_names = history.get("class_names", [])  # the model's class ids, which the evaluation uses
     blessing = latest.get("ModelBlessing")

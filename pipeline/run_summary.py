@@ -8,6 +8,7 @@ import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from hubtfx.components.common import artifact_files
 from hubtfx.components.evaluator import comparability
 from hubtfx.components.gate import coverage as coverage_lib
 from hubtfx.pipeline.config import PipelineConfig
@@ -153,7 +154,7 @@ def summarize(config: PipelineConfig, connection_config) -> RunSummary:
     summary = RunSummary(data_root=config.resolved_data_root, module=config.hub_handle or "bundled EfficientNet-Lite0",
                          module_sha256=config.module_sha256, accuracy_threshold=config.accuracy_threshold)
     if "Examples" in latest:
-        report = read_json(os.path.join(latest["Examples"].uri, "ingestion_report.json"))
+        report = read_json(os.path.join(latest["Examples"].uri, artifact_files.INGESTION_REPORT_FILE))
         summary.files_seen = report.get("files_seen", 0)
         summary.examples_written = report.get("examples_written", 0)
         summary.skipped = report.get("skipped", [])
@@ -162,7 +163,7 @@ def summarize(config: PipelineConfig, connection_config) -> RunSummary:
         summary.rebalanced = sorted({(m["file"], m["split"]): m for r in training for m in r.get("rebalanced", [])}
                                     .values(), key=lambda m: m["file"])
     if "ModelRun" in latest:
-        history = read_json(os.path.join(latest["ModelRun"].uri, "training_history.json"))
+        history = read_json(os.path.join(latest["ModelRun"].uri, artifact_files.TRAINING_HISTORY_FILE))
         summary.stage_outcomes = {k: v.get("outcome", "") for k, v in history.get("stages", {}).items()}
         summary.chosen_stage = history.get("chosen_stage", "")
     if "ModelEvaluation" in latest:

@@ -34,15 +34,13 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from hubtfx.components.common import feature_keys
+from hubtfx.components.common import artifact_files, feature_keys
 from hubtfx.components.example_gen import class_names as class_names_lib
 from hubtfx.components.example_gen import layout as layout_lib
 from hubtfx.components.example_gen import split as split_lib
 from hubtfx.components.transform import image_ops
 
 LABEL_MAP_PATH_KEY = "label_map_path"
-LABEL_MAP_FILE = "label_map.json"
-INGESTION_REPORT_FILE = "ingestion_report.json"
 
 # Private exec_properties the executor hands to its PTransform (TFX passes exec_properties through to it).
 LAYOUT_KEY = "_image_folder_layout"
@@ -286,8 +284,9 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         report = build_report(layout, stats_dir, artifact_utils.decode_split_names(examples.split_names))
         report["class_name_notes"] = name_notes
         tf.io.gfile.rmtree(stats_dir)
-        write_json_atomically(os.path.join(examples.uri, INGESTION_REPORT_FILE), report)
-        write_json_atomically(os.path.join(examples.uri, LABEL_MAP_FILE), {"classes": class_names})
+        write_json_atomically(os.path.join(examples.uri, artifact_files.INGESTION_REPORT_FILE), report)
+        write_json_atomically(os.path.join(examples.uri, artifact_files.LABEL_MAP_FILE),
+                              {artifact_files.LABEL_MAP_CLASSES_KEY: class_names})
         examples.set_int_custom_property("files_seen", report["files_seen"])
         examples.set_int_custom_property("examples_written", report["examples_written"])
         examples.set_int_custom_property("files_skipped", len(report["skipped"]))
@@ -295,7 +294,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         _fail_on_classes_without_images(report, layout.root)
         if label_map_path:
             # Only after a successful run, so a failed ingestion does not reserve ids.
-            write_json_atomically(label_map_path, {"classes": class_names})
+            write_json_atomically(label_map_path, {artifact_files.LABEL_MAP_CLASSES_KEY: class_names})
 
 
 def _single_split_pattern(exec_properties: Dict[str, Any]) -> str:
@@ -334,7 +333,7 @@ def read_label_map(path: str) -> List[str]:
     """Class names (index = id) from a {"classes": [...]} label map file."""
     with tf.io.gfile.GFile(path, "r") as handle:
         try:
-            classes = json.load(handle)["classes"]
+            classes = json.load(handle)[artifact_files.LABEL_MAP_CLASSES_KEY]
         except (ValueError, KeyError, TypeError) as err:
             raise ValueError(
                 f"label map {path!r} is not of the form {{\"classes\": [\"name0\", ...]}} ({err}); fix or delete it "
@@ -446,6 +445,6 @@ def _fail_on_classes_without_images(report: Dict[str, Any], root: str) -> None:
     if unusable:
         raise layout_lib.DataLayoutError(
             f"class folder(s) {unusable} under {root!r} have no decodable image ({image_ops.SUPPORTED_FORMATS}); see "
-            f"the skipped files in {INGESTION_REPORT_FILE} of the Examples artifact. Add valid images or remove "
-            "the folder(s)."
+            f"the skipped files in {artifact_files.INGESTION_REPORT_FILE} of the Examples artifact. Add valid images "
+            "or remove the folder(s)."
         )

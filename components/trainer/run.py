@@ -13,13 +13,10 @@ import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
-from hubtfx.components.common import contract as module_contract, feature_keys
+from hubtfx.components.common import artifact_files, contract as module_contract, feature_keys
 from hubtfx.components.trainer import data, export, exported_model, model, stages
 from hubtfx.components.trainer import head as head_lib
 from hubtfx.components.trainer.params import TrainingParams
-
-HISTORY_FILE = "training_history.json"
-LABEL_MAP_FILE = "label_map.json"
 
 
 def read_class_names(train_file_patterns: List[str]) -> List[str]:
@@ -31,8 +28,8 @@ def read_class_names(train_file_patterns: List[str]) -> List[str]:
     maps = []
     for pattern in train_file_patterns:
         examples_dir = os.path.dirname(os.path.dirname(pattern))
-        with tf.io.gfile.GFile(os.path.join(examples_dir, LABEL_MAP_FILE)) as f:
-            maps.append(list(json.load(f)["classes"]))
+        with tf.io.gfile.GFile(os.path.join(examples_dir, artifact_files.LABEL_MAP_FILE)) as f:
+            maps.append(list(json.load(f)[artifact_files.LABEL_MAP_CLASSES_KEY]))
     longest = max(maps, key=len)
     inconsistent = [m for m in maps if longest[:len(m)] != m]
     if inconsistent:
@@ -219,5 +216,5 @@ def write_history(model_run_dir: str, outcome: TrainingOutcome, class_names, mod
         "module": module_path,
     }
     tf.io.gfile.makedirs(model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(model_run_dir, HISTORY_FILE), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, artifact_files.TRAINING_HISTORY_FILE), "w") as f:
         json.dump(payload, f, indent=2)
