@@ -175,13 +175,12 @@ class PipelineConfig:
             raise ConfigError(f"max_accuracy_drop must be in [0, 1], got {self.max_accuracy_drop}.")
         if not 0 <= self.accuracy_threshold <= 1:
             raise ConfigError(f"accuracy_threshold must be in [0, 1], got {self.accuracy_threshold}.")
-        parse_fine_tune_blocks(self.fine_tune_blocks)
-        if self.aspect not in ASPECT_POLICIES:
-            raise ConfigError(f"aspect must be one of {ASPECT_POLICIES}, got {self.aspect!r}.")
-        try:
+        try:  # Parses fine_tune_blocks too: TrainingParams holds the one parser.
             TrainingParams.from_custom_config(self.training_params())
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        if self.aspect not in ASPECT_POLICIES:
+            raise ConfigError(f"aspect must be one of {ASPECT_POLICIES}, got {self.aspect!r}.")
         if self.span_window < 1:
             raise ConfigError(f"span_window must be at least 1, got {self.span_window}.")
         if self.span_window > 1 and not self.use_spans:
@@ -211,20 +210,6 @@ class PipelineConfig:
         """The Trainer's custom_config: the TrainingParams fields, as plain JSON types (serialised into the
         pipeline)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingParams) if hasattr(self, f.name)}
-
-
-def parse_fine_tune_blocks(value: str) -> Optional[int]:
-    """'all' -> None (every block); otherwise a non-negative block count."""
-    text = str(value).strip().lower()
-    if text == "all":
-        return None
-    try:
-        count = int(text)
-    except ValueError:
-        count = -1
-    if count < 0:
-        raise ConfigError(f"fine_tune_blocks must be a whole number >= 0 or 'all', got {value!r}.")
-    return count
 
 
 def user_fields():
