@@ -336,12 +336,14 @@ def read_label_map(path: str) -> List[str]:
             classes = json.load(handle)[artifact_files.LABEL_MAP_CLASSES_KEY]
         except (ValueError, KeyError, TypeError) as err:
             raise ValueError(
-                f"label map {path!r} is not of the form {{\"classes\": [\"name0\", ...]}} ({err}); fix or delete it "
+                f"label map {path!r} is not of the form "
+                f"{{\"{artifact_files.LABEL_MAP_CLASSES_KEY}\": [\"name0\", ...]}} ({err}); fix or delete it "
                 "(deleting it renumbers the classes in sorted order)"
             ) from err
     if (not isinstance(classes, list) or not all(isinstance(name, str) for name in classes)
             or len(set(classes)) != len(classes)):
-        raise ValueError(f"label map {path!r}: 'classes' must be a list of distinct names; fix or delete it")
+        raise ValueError(f"label map {path!r}: '{artifact_files.LABEL_MAP_CLASSES_KEY}' must be a list of distinct "
+                         "names; fix or delete it")
     return classes
 
 

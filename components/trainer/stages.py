@@ -20,10 +20,10 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from hubtfx.components.common.contract import DEFAULT_LEVEL
 from hubtfx.components.trainer import data, model
 from hubtfx.components.trainer import head as head_lib
 from hubtfx.components.trainer.params import TrainingParams
-from hubtfx.components.common.contract import DEFAULT_LEVEL
 
 _FEATURE_LOG_EVERY = 256  # images between progress lines
 _IMAGE_SHUFFLE_BUFFER = 256  # decoded images are ~600 kB each at 224x224
