@@ -18,6 +18,7 @@ from hubtfx.components.pusher.component import AtomicPusher
 from hubtfx.components.trainer import exported_model
 from hubtfx.components.trainer.params import CODE_KEY
 from hubtfx.pipeline.config import PipelineConfig
+import hubtfx.components.modality
 import hubtfx.components.trainer
 import hubtfx.components.transform
 from hubtfx import schemas
@@ -82,7 +83,9 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 
 def trainer_custom_config(config: PipelineConfig) -> Dict:
     # The module's identity goes into the exported model's facts, which the Evaluator compares with its baseline's.
-    return {**config.training_params(), CODE_KEY: source_fingerprint(hubtfx.components.trainer, hubtfx.components.transform),
+    return {**config.training_params(),
+            CODE_KEY: source_fingerprint(hubtfx.components.trainer, hubtfx.components.transform,
+                                         hubtfx.components.modality),
             exported_model.MODULE_CONFIG_KEY: {"handle": config.hub_handle or DEFAULT_HANDLE_NAME,
                                      "sha256": config.module_sha256}}
 
@@ -130,7 +133,7 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
     example_gen = ImageFolderExampleGen(
         input_base=parameters.get("data_root", config.resolved_data_root), use_spans=config.use_spans,
         eval_percent=config.eval_percent, label_map_path=config.label_map_path,
-        range_config=parameters.get("range_config"))
+        range_config=parameters.get("range_config"), modality=config.modality)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path or CURATED_SCHEMA)
     example_validator = tfx.components.ExampleValidator(
@@ -154,8 +157,9 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
         materialize=False,
         disable_statistics=True,
         custom_config={"image_size": list(config.image_size), "value_range": list(config.value_range),
-                       "resize_method": config.resize_method, "aspect": config.aspect,
-                       "code": source_fingerprint(hubtfx.components.transform)},
+                       "resize_method": config.resize_method, "aspect": config.aspect, "modality": config.modality,
+                       # preprocessing_fn runs the modality's code too.
+                       "code": source_fingerprint(hubtfx.components.transform, hubtfx.components.modality)},
     )
     # Nothing trains on data with anomalies: the Trainer needs Transform's output, Transform waits for the gate.
     transform.add_upstream_node(anomaly_gate)
