@@ -1,5 +1,6 @@
 """The modality registry: image for contracts written before modalities, a clear refusal for unknown ones."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -98,3 +99,28 @@ def test_importing_the_registry_imports_no_tensorflow():
             "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_module_whose_contract_names_an_unknown_modality_is_a_config_error(tiny_module, tmp_path):
+    from hubtfx.pipeline import module_resolution  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.config import ConfigError, PipelineConfig  # pylint: disable=import-outside-toplevel
+    module = tmp_path / "module"
+    shutil.copytree(tiny_module, module)
+    contract = json.loads((module / CONTRACT_FILENAME).read_text())
+    (module / CONTRACT_FILENAME).write_text(json.dumps({**contract, "modality": "audio"}))
+    with pytest.raises(ConfigError, match=f"Module {module}: Unknown modality 'audio'"):
+        module_resolution.resolve(PipelineConfig(hub_handle=str(module)))
+
+
+def test_the_resolved_modality_reaches_example_gen_and_transform(tiny_module, tmp_path):
+    from hubtfx.components.example_gen.component import ImageFolderExampleGen  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline import module_resolution, pipeline  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.config import PipelineConfig  # pylint: disable=import-outside-toplevel
+    config = module_resolution.resolve(PipelineConfig(hub_handle=tiny_module, data_root=str(tmp_path)))
+    assert config.modality == "image"
+    by_id = {component.id: component for component in pipeline.create_components(config)}
+    # Unset for images: an image pipeline's ExampleGen keeps the cache key it had before modalities.
+    assert by_id["ImageFolderExampleGen"].exec_properties["modality"] is None
+    assert json.loads(by_id["Transform"].exec_properties["custom_config"])["modality"] == "image"
+    with pytest.raises(registry.UnknownModalityError, match="'audio'"):
+        ImageFolderExampleGen(input_base=str(tmp_path), modality="audio")
