@@ -15,6 +15,7 @@ import yaml
 from hubtfx.components.common import artifact_files
 from hubtfx.components.trainer.params import TrainingParams
 from hubtfx.components.transform.policies import ASPECT_POLICIES
+from hubtfx.components.common.contract import DEFAULT_MODALITY
 
 _TRAINING = TrainingParams()
 DEFAULT_OUTPUT_DIR = "hubtfx_output"
@@ -130,6 +131,7 @@ class PipelineConfig:
     module_sha256: str = dataclasses.field(default="", metadata={"internal": True})
     value_range: Tuple[float, float] = dataclasses.field(default=(0.0, 1.0), metadata={"internal": True})
     resize_method: str = dataclasses.field(default="bilinear", metadata={"internal": True})
+    modality: str = dataclasses.field(default=DEFAULT_MODALITY, metadata={"internal": True})
     # Filled by the Kubeflow runner: the curated schema's path inside the container image.
     schema_path: str = dataclasses.field(default="", metadata={"internal": True})
 

@@ -11,6 +11,7 @@ import socket
 from typing import Optional
 
 from hubtfx.components.common import contract as module_contract
+from hubtfx.components.modality import registry as modalities
 from hubtfx.pipeline.config import ConfigError, PipelineConfig
 from hubtfx.pipeline.hub_modules import builder, integrity, vetting
 
@@ -163,11 +164,16 @@ def local_module_path(config: PipelineConfig) -> str:
 
 
 def resolve(config: PipelineConfig) -> PipelineConfig:
-    """Returns `config` with module_path, module_sha256, image_size, value_range and resize_method filled in."""
+    """Returns `config` with module_path, module_sha256, image_size, value_range, resize_method and modality filled
+    in; a ConfigError if the contract names a modality hubtfx does not know."""
     path = local_module_path(config)
     report = vetting.vet_module(path, allow_unsafe_ops=config.allow_unsafe_module_ops)
     logging.info("Module %s vetted: %s", path, report)
     contract = _contract_or_override(path, config)
+    try:
+        modality = modalities.modality_for(contract).name
+    except modalities.UnknownModalityError as e:
+        raise ConfigError(f"Module {path}: {e}") from None
     return dataclasses.replace(
         config,
         module_path=path,
@@ -175,6 +181,7 @@ def resolve(config: PipelineConfig) -> PipelineConfig:
         image_size=tuple(config.image_size or contract.image_size),
         value_range=tuple(contract.value_range),
         resize_method=contract.resize_method,
+        modality=modality,
     )
 
 

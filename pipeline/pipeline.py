@@ -20,6 +20,7 @@ from hubtfx.components.gate.component import AnomalyGate
 from hubtfx.components.pusher.component import AtomicPusher
 from hubtfx.components.trainer import exported_model
 from hubtfx.components.trainer.params import CODE_KEY
+from hubtfx.components.transform import preprocessing
 from hubtfx.pipeline.config import PipelineConfig
 from hubtfx import schemas
 
@@ -194,7 +195,7 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
     example_gen = ImageFolderExampleGen(
         input_base=parameters.get("data_root", config.resolved_data_root), use_spans=config.use_spans,
         eval_percent=config.eval_percent, label_map_path=config.label_map_path,
-        range_config=parameters.get("range_config"))
+        range_config=parameters.get("range_config"), modality=config.modality)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path or CURATED_SCHEMA)
     example_validator = tfx.components.ExampleValidator(
@@ -219,7 +220,7 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
         disable_statistics=True,
         custom_config={"image_size": list(config.image_size), "value_range": list(config.value_range),
                        "resize_method": config.resize_method, "aspect": config.aspect,
-                       CODE_KEY: source_fingerprint(*TRANSFORM_CODE)},
+                       preprocessing.MODALITY_KEY: config.modality, CODE_KEY: source_fingerprint(*TRANSFORM_CODE)},
     )
     # Nothing trains on data with anomalies: the Trainer needs Transform's output, Transform waits for the gate.
     transform.add_upstream_node(anomaly_gate)

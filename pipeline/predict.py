@@ -1,12 +1,16 @@
-"""`hubtfx predict`: score image files with the latest model pushed to a serving folder."""
+"""`hubtfx predict`: score files with the latest model pushed to a serving folder.
+
+How a file becomes a model input is the model's modality's (hubtfx.components.modality): image files are passed
+as their bytes to the `image_bytes` signature.
+"""
 import dataclasses
 import os
 from typing import Iterable, List, Optional
 
 import tensorflow as tf
 
+from hubtfx.components.modality import registry as modalities
 from hubtfx.components.pusher import serving
-from hubtfx.components.trainer import exported_model
 from hubtfx.pipeline.config import ConfigError
 
 BATCH_SIZE = 16
@@ -46,17 +50,9 @@ def list_images(paths: Iterable[str]) -> List[str]:
     return files
 
 
-def _read(path: str):
-    try:
-        with open(path, "rb") as f:
-            return f.read(), None
-    except OSError as e:
-        return None, f"cannot read the file: {e.strerror}"
-
-
-def _score(signature, files: List[str], contents: List[bytes]) -> List[Prediction]:
-    """The model's verdict per file: a class, or the `error` the model gave for an image it could not score."""
-    outputs = signature(image_bytes=tf.constant(contents))
+def _score(signature, modality, files: List[str], contents: List[bytes]) -> List[Prediction]:
+    """The model's verdict per file: a class, or the `error` the model gave for an input it could not score."""
+    outputs = signature(**modality.model_inputs(contents))
     errors = outputs["error"].numpy() if "error" in outputs else [b""] * len(files)
     return [Prediction(file=f, error=e.decode("utf-8")) if e else
             Prediction(file=f, class_id=int(c), class_name=n.decode("utf-8"), probability=float(p[int(c)]))
@@ -64,25 +60,30 @@ def _score(signature, files: List[str], contents: List[bytes]) -> List[Predictio
                                      outputs["probabilities"].numpy(), errors)]
 
 
-def _score_each(signature, files: List[str], contents: List[bytes]) -> List[Prediction]:
+def _score_each(signature, modality, files: List[str], contents: List[bytes]) -> List[Prediction]:
     """Scores images one at a time so one undecodable image costs only its own result (for models exported
     before the image signature had its per-image `error` output, which fail the whole batch instead)."""
     results = []
     for file, content in zip(files, contents):
         try:
-            results += _score(signature, [file], [content])
+            results += _score(signature, modality, [file], [content])
         except tf.errors.InvalidArgumentError as e:
-            results.append(Prediction(file=file, error=f"not a decodable image ({e.message.splitlines()[0]})"))
+            results.append(Prediction(file=file, error=f"not a decodable {modality.name} "
+                                                       f"({e.message.splitlines()[0]})"))
     return results
 
 
 def predict_files(model_dir: str, files: List[str]) -> List[Prediction]:
     """One Prediction per file, in order; unreadable or undecodable files get an `error` instead of a class."""
-    signature = exported_model.image_signature(tf.saved_model.load(model_dir))
+    loaded = tf.saved_model.load(model_dir)
+    modality = modalities.modality_for_model(loaded)
+    signature = modality.serving_signature(loaded)
     results = {}
     readable = []
     for file in files:
-        content, error = _read(file)
+        content, error = None, modality.file_refusal(file)
+        if error is None:
+            content, error = modality.read_input(file)
         if error:
             results[file] = Prediction(file=file, error=error)
         else:
@@ -90,8 +91,8 @@ def predict_files(model_dir: str, files: List[str]) -> List[Prediction]:
     for start in range(0, len(readable), BATCH_SIZE):
         batch_files, batch_contents = map(list, zip(*readable[start:start + BATCH_SIZE]))
         try:
-            scored = _score(signature, batch_files, batch_contents)
+            scored = _score(signature, modality, batch_files, batch_contents)
         except tf.errors.InvalidArgumentError:
-            scored = _score_each(signature, batch_files, batch_contents)
+            scored = _score_each(signature, modality, batch_files, batch_contents)
         results.update({p.file: p for p in scored})
     return [results[f] for f in files]

@@ -1,7 +1,8 @@
 """`write_report`: one self-contained HTML page about the latest run, for a browser or an e-mail attachment.
 
 Everything is read back from ML Metadata and the run's artifacts (like `hubtfx.pipeline.run_summary`); plots and
-thumbnails are embedded as PNG data URIs, so the file needs nothing else, not even JavaScript.
+examples are rendered by the model's modality (image thumbnails are PNG data URIs), so the file needs nothing
+else, not even JavaScript.
 """
 import base64
 import dataclasses
@@ -18,23 +19,22 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from ml_metadata.metadata_store import metadata_store
-from PIL import Image
 from tfx.utils import path_utils
 
 from hubtfx.components.common import artifact_files, feature_keys
 from hubtfx.components.evaluator import comparability
-from hubtfx.components.trainer import exported_model
+from hubtfx.components.modality import registry as modalities
 from hubtfx.pipeline import eval_results, run_summary
 from hubtfx.pipeline.config import PipelineConfig
 
 REPORTS_DIR = "reports"
 LATEST_REPORT = "latest.html"
 MAX_THUMBNAILS = 8
-THUMBNAIL_PIXELS = 96
 _SCORING_BATCH = 32
+# Besides the modality's raw feature.
 _EVAL_FEATURES = {name: tf.io.FixedLenFeature([], dtype) for name, dtype in
-                  [(feature_keys.IMAGE_KEY, tf.string), (feature_keys.LABEL_KEY, tf.int64),
-                   (feature_keys.LABEL_NAME_KEY, tf.string), (feature_keys.FILENAME_KEY, tf.string)]}
+                  [(feature_keys.LABEL_KEY, tf.int64), (feature_keys.LABEL_NAME_KEY, tf.string),
+                   (feature_keys.FILENAME_KEY, tf.string)]}
 
 
 @dataclasses.dataclass
@@ -43,7 +43,7 @@ class Misclassified:
     label_name: str
     predicted_name: str
     probability: float
-    thumbnail_png: bytes
+    example_html: str  # the example as the model's modality renders it (Modality.render_example), HTML-safe
 
 
 @dataclasses.dataclass
@@ -81,37 +81,35 @@ def _ingestion_reports(store, latest: Dict[str, object]) -> List[dict]:
     return sorted((r for r in reports if r), key=lambda r: r.get("span") or 0)
 
 
-def _eval_batches(examples_uri: str):
+def _eval_batches(examples_uri: str, raw_feature: str):
     files = sorted(tf.io.gfile.glob(os.path.join(glob.escape(examples_uri), "Split-eval", "*")))
     if not files:
         raise FileNotFoundError(f"No eval split under {examples_uri}: expected Split-eval/*.gz from ExampleGen.")
+    features = {raw_feature: tf.io.FixedLenFeature([], tf.string), **_EVAL_FEATURES}
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(_SCORING_BATCH)
-    return dataset.map(lambda batch: tf.io.parse_example(batch, _EVAL_FEATURES))
-
-
-def _thumbnail_png(image_bytes: bytes) -> bytes:
-    image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
-    image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return dataset.map(lambda batch: tf.io.parse_example(batch, features))
 
 
 def misclassified_examples(examples_uri: str, model_uri: str, limit: int = MAX_THUMBNAILS) -> List[Misclassified]:
-    """The first `limit` eval examples the model gets wrong, scored like serving does (the image signature)."""
-    signature = exported_model.image_signature(tf.saved_model.load(path_utils.serving_model_path(model_uri)))
+    """The first `limit` eval examples the model gets wrong, scored like serving does (the model's raw-input
+    signature) and rendered by the model's modality."""
+    loaded = tf.saved_model.load(path_utils.serving_model_path(model_uri))
+    modality = modalities.modality_for_model(loaded)
+    signature = modality.serving_signature(loaded)
     found = []
-    for batch in _eval_batches(examples_uri):
+    for batch in _eval_batches(examples_uri, modality.raw_feature):
         batch = {k: v.numpy() for k, v in batch.items()}
-        outputs = {k: v.numpy() for k, v in signature(image_bytes=tf.constant(batch[feature_keys.IMAGE_KEY])).items()}
+        raw = batch[modality.raw_feature]
+        outputs = {k: v.numpy() for k, v in signature(**modality.model_inputs(raw)).items()}
         predicted = outputs["class_id"]
         for i in np.flatnonzero(predicted != batch[feature_keys.LABEL_KEY]):
+            filename = batch[feature_keys.FILENAME_KEY][i].decode("utf-8", "replace")
             found.append(Misclassified(
-                filename=batch[feature_keys.FILENAME_KEY][i].decode("utf-8", "replace"),
+                filename=filename,
                 label_name=batch[feature_keys.LABEL_NAME_KEY][i].decode("utf-8", "replace"),
                 predicted_name=outputs["class_name"][i].decode("utf-8", "replace"),
                 probability=float(outputs["probabilities"][i, predicted[i]]),
-                thumbnail_png=_thumbnail_png(batch[feature_keys.IMAGE_KEY][i])))
+                example_html=modality.render_example(raw[i], f"Misclassified: {filename}")))
             if len(found) == limit:
                 return found
     return found
@@ -363,7 +361,7 @@ def misclassified_section(facts: RunFacts) -> str:
                         if facts.evaluation is not None else "<p>The model was not evaluated.</p>")
     total = int(facts.evaluation.confusion.sum() - np.trace(facts.evaluation.confusion))
     cards = "".join(
-        f'<figure>{_img(m.thumbnail_png, f"Misclassified: {m.filename}", "thumb")}'
+        f"<figure>{m.example_html}"
         f"<figcaption><code>{_e(m.filename)}</code><br>actual {_e(m.label_name)}, predicted "
         f"{_e(m.predicted_name)} (probability {m.probability:.2f})</figcaption></figure>"
         for m in facts.misclassified)

@@ -22,6 +22,8 @@ HUB_IMAGE_VALUE_RANGE = (0.0, 1.0)
 # main output of a multi-output module).
 DEFAULT_LEVEL = "default"
 RESIZE_METHODS = ("bilinear", "bicubic", "area", "nearest")
+# Contracts written before modalities existed describe image modules.
+DEFAULT_MODALITY = "image"
 
 
 class ContractError(ValueError):
@@ -47,6 +49,8 @@ class ModuleContract:
         next to `default` (the feature vector). Empty: the module offers only its feature vector. Lower blocks
         transfer better to domains far from the source task (Yosinski et al., "How transferable are features
         in deep neural networks?", NeurIPS 2014).
+      modality: the name of the hubtfx.components.modality implementation that ingests, preprocesses and renders
+        this module's inputs (registry.modality_for); the image fields above apply to "image".
     """
 
     image_size: Tuple[int, int]
@@ -59,6 +63,7 @@ class ModuleContract:
     source: str = ""
     license_note: str = ""
     feature_levels: Tuple[str, ...] = ()
+    modality: str = DEFAULT_MODALITY
 
     def __post_init__(self):
         # Normalise JSON lists to tuples so contracts compare equal after a round trip.
@@ -79,10 +84,18 @@ class ModuleContract:
             raise ContractError(f"channels must be a positive integer, got {self.channels!r}.")
         if self.output_dim is not None and (not isinstance(self.output_dim, int) or self.output_dim < 1):
             raise ContractError(f"output_dim must be a positive integer or null, got {self.output_dim!r}.")
+        # Only the type here: which names exist is the modality registry's to say (it refuses unknown ones).
+        if not isinstance(self.modality, str) or not self.modality:
+            raise ContractError(f"modality must be a non-empty string, got {self.modality!r}.")
 
     def to_json_dict(self) -> Dict[str, Any]:
         """Returns the contract as a JSON-serialisable dict."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        # An image module's contract file keeps the bytes it had before modalities existed, and so does the
+        # module's sha256 over its files, which lineage and the Evaluator's baseline comparison rely on.
+        if data["modality"] == DEFAULT_MODALITY:
+            del data["modality"]
+        return data
 
     @classmethod
     def from_json_dict(cls, data: Dict[str, Any]) -> "ModuleContract":

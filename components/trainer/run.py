@@ -14,6 +14,7 @@ import tf_keras
 from tfx import v1 as tfx
 
 from hubtfx.components.common import artifact_files, contract as module_contract, feature_keys
+from hubtfx.components.modality import registry as modalities
 from hubtfx.components.trainer import data, export, exported_model, model, stages
 from hubtfx.components.trainer import head as head_lib
 from hubtfx.components.trainer.params import TrainingParams
@@ -87,7 +88,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     train = data.transformed_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, params.batch_size)
     with distribution_strategy().scope():
         outcome = train_both_stages(train, module_path, image_size, len(class_names), params, fn_args.model_run_dir,
-                                    available_levels=contract.feature_levels if contract else ())
+                                    available_levels=contract.feature_levels if contract else (),
+                                    modality=modalities.modality_for(contract))
     write_history(fn_args.model_run_dir, outcome, class_names, module_path)
     module = (fn_args.custom_config or {}).get(exported_model.MODULE_CONFIG_KEY) or {}
     export.export_serving_model(outcome.classifier, tft_output, class_names, fn_args.serving_model_dir,
@@ -115,12 +117,13 @@ class TrainingOutcome:
 
 
 def train_both_stages(train: tf.data.Dataset, module_path: str, image_size, num_classes: int,
-                      params: TrainingParams, log_dir: str, available_levels=()) -> TrainingOutcome:
+                      params: TrainingParams, log_dir: str, available_levels=(), modality=None) -> TrainingOutcome:
     """Stage 1, then (if enabled and judgeable) stage 2; returns the classifier to export.
 
     train: (images float32 [b, h, w, 3], labels int64 [b]) batches in a fixed order (read twice).
     available_levels: the module's feature levels (ModuleContract.feature_levels); params.feature_levels says
-    which level sets stage 1's cross-validation may choose from.
+    which level sets stage 1's cross-validation may choose from. modality: the module's Modality, whose
+    augmentation stage 2 uses (image when None).
     """
     started = time.perf_counter()
     candidates = level_candidates(available_levels, params.feature_levels)
@@ -168,7 +171,7 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, image_size, num_
     tuned = _classifier(backbone, fitting_fit, num_classes, params.dropout, image_size)
     fitting, validation = stages.split_images(train, held_out, params.batch_size, params.seed)
     stage2 = stages.fine_tune(fitting, validation, tuned, backbone.selected_variable_names, params,
-                              -(-len(fitting_rows) // params.batch_size), reference, log_dir)
+                              -(-len(fitting_rows) // params.batch_size), reference, log_dir, modality=modality)
     stage2.train_examples, stage2.validation_examples = len(fitting_rows), len(validation_rows)
     if stage2.best_epoch:
         stage2_predicted = np.concatenate([np.argmax(tuned(images, training=False), axis=-1)

@@ -21,7 +21,8 @@ import tensorflow as tf
 import tf_keras
 
 from hubtfx.components.common.contract import DEFAULT_LEVEL
-from hubtfx.components.trainer import data, model
+from hubtfx.components.modality import registry as modalities
+from hubtfx.components.trainer import model
 from hubtfx.components.trainer import head as head_lib
 from hubtfx.components.trainer.params import TrainingParams
 
@@ -312,16 +313,19 @@ def split_images(train: tf.data.Dataset, held_out: np.ndarray, batch_size: int, 
 
 def fine_tune(fitting: tf.data.Dataset, validation: tf.data.Dataset, classifier: tf_keras.Model,
               unfrozen: List[str], params: TrainingParams, steps_per_epoch: int, reference: Dict[str, float],
-              log_dir: str, extra_callbacks: Sequence[tf_keras.callbacks.Callback] = ()) -> StageResult:
+              log_dir: str, extra_callbacks: Sequence[tf_keras.callbacks.Callback] = (),
+              modality=None) -> StageResult:
     """Stage 2: trains the unfrozen top of the backbone and the head together, from stage 1's head.
 
     reference: stage 1's {"loss", "accuracy"} on the validation slice. Returns the result with best_epoch 0 when
     no epoch beat it (the classifier then holds stage 1's weights again). extra_callbacks run after the stage's
-    own (the trainer benchmark times a baseline between epochs with one).
+    own (the trainer benchmark times a baseline between epochs with one). modality: the Modality whose `augment`
+    alters the fitting batches when params.augment (image when None).
     """
     validation = without_autotuning(validation)
     if params.augment:
-        fitting = fitting.map(lambda images, labels: (data.augment(images, params.seed), labels),
+        augment = (modality or modalities.default_modality()).augment
+        fitting = fitting.map(lambda images, labels: (augment(images, params.seed), labels),
                               num_parallel_calls=tf.data.AUTOTUNE)
     schedule = _warmup_cosine(params.stage2_learning_rate, steps_per_epoch * params.stage2_epochs,
                               params.warmup_fraction)
