@@ -4,7 +4,7 @@ import json
 import os
 import tempfile
 
-from hubtfx.pipeline import cli as main_cli
+from hubtfx.pipeline.cli import commands as main_cli
 
 # Imported lazily by the handlers: TFX and the cloud clients take seconds to import, `hubtfx run` needs neither.
 _TARGETS = ("vertex", "kubeflow")

@@ -124,7 +124,7 @@ class PipelineConfig:
                                 "cluster")
     trainer_memory_gb: float = _field(30.0, "Memory in GB for the Trainer.", "cluster")
 
-    # Filled by pipeline.module_resolution, not by users: the resolved module, its identity and contract.
+    # Filled by hub_modules.module_resolution, not by users: the resolved module, its identity and contract.
     module_path: str = dataclasses.field(default="", metadata={"internal": True})
     module_sha256: str = dataclasses.field(default="", metadata={"internal": True})
     value_range: Tuple[float, float] = dataclasses.field(default=(0.0, 1.0), metadata={"internal": True})

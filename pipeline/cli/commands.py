@@ -89,9 +89,11 @@ class _ComponentProgressFilter(logging.Filter):
 
 # ---------------------------------------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
-    from hubtfx.pipeline import local_runner, module_resolution, sample_data  # pylint: disable=import-outside-toplevel
-    from hubtfx.pipeline import output_folder  # pylint: disable=import-outside-toplevel
     from hubtfx.components.example_gen import layout  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline import local_runner  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline import output_folder  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.datasets import sample_data  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.hub_modules import module_resolution  # pylint: disable=import-outside-toplevel
 
     config = config_from_args(args)
     output_folder.check_writable(config.output_dir)
@@ -114,7 +116,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from hubtfx.pipeline import local_runner, module_resolution, retrain  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline import local_runner  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.hub_modules import module_resolution  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.scheduling import retrain  # pylint: disable=import-outside-toplevel
     args.use_spans = True  # retraining is over spans; set before validation, which checks span_window against it
     config = config_from_args(args)
     result = retrain.retrain(config, run=local_runner.run_local, resolve=module_resolution.resolve)
@@ -127,7 +131,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import json  # pylint: disable=import-outside-toplevel
-    from hubtfx.pipeline import predict  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.serving import predict  # pylint: disable=import-outside-toplevel
     base = config_lib.PipelineConfig(output_dir=args.output, model_name=args.model_name)
     model_dir = args.model or predict.latest_version_dir(base.push_base_dir)
     files = predict.list_images(args.images)
@@ -157,7 +161,7 @@ def cmd_build_module(args: argparse.Namespace) -> int:
 
 
 def cmd_sample_data(args: argparse.Namespace) -> int:
-    from hubtfx.pipeline import sample_data  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.datasets import sample_data  # pylint: disable=import-outside-toplevel
     summary = sample_data.generate_dataset(args.root, images_per_class=args.images_per_class, seed=args.seed,
                                            spans=args.spans)
     print(f"Wrote the sample dataset to {args.root}: {summary}")

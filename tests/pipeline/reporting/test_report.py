@@ -14,9 +14,12 @@ from PIL import Image
 from ml_metadata.metadata_store import metadata_store
 from tensorflow_model_analysis.proto import validation_result_pb2
 
-from hubtfx.pipeline import eval_results, local_runner, module_resolution, report, sample_data
+from hubtfx.pipeline import local_runner
 from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.datasets import sample_data
+from hubtfx.pipeline.hub_modules import module_resolution
 from hubtfx.pipeline.pipeline import eval_config
+from hubtfx.pipeline.reporting import eval_results, report
 
 # Not an image, so ExampleGen skips it and the report must list it: its name must come out as text, not markup.
 HOSTILE_NAME = '<script>alert("x")&.jpg'

@@ -1,6 +1,6 @@
 """`write_report`: one self-contained HTML page about the latest run, for a browser or an e-mail attachment.
 
-Everything is read back from ML Metadata and the run's artifacts (like `hubtfx.pipeline.run_summary`); plots and
+Everything is read back from ML Metadata and the run's artifacts (like `run_summary` beside it); plots and
 thumbnails are embedded as PNG data URIs, so the file needs nothing else, not even JavaScript.
 """
 import base64
@@ -23,8 +23,8 @@ from tfx.utils import path_utils
 
 from hubtfx.components.evaluator import comparability
 from hubtfx.components.trainer import exported_model
-from hubtfx.pipeline import eval_results, run_summary
 from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.reporting import eval_results, run_summary
 
 REPORTS_DIR = "reports"
 LATEST_REPORT = "latest.html"
