@@ -1,13 +1,7 @@
-"""The `hubtfx` command line.
-
-Exit codes: 0 success (for `run`: a model was pushed or is already served), 1 unexpected failure, 2 bad usage,
-configuration or data, including data anomalies that stopped a run before training, a diverged training loss
-(lower the learning rate) and an output folder that is unwritable or in use by another run (the message says what
-to fix), 3 `run`/`retrain` trained a model that was not blessed, so serving is unchanged. `retrain` only: 0 also
-means no new span, 4 a new model was pushed.
+"""The `hubtfx` command line: the parser, the local commands and how an error becomes an exit code (see
+exit_codes). The config flags are shared with the cluster commands in hubtfx.kubeflow.cli (see flags).
 """
 import argparse
-import dataclasses
 import logging
 import os
 import sys
@@ -18,42 +12,8 @@ from typing import List, Optional
 from absl import logging as absl_logging
 
 from hubtfx.pipeline import config as config_lib
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_BLESSED, EXIT_PUSHED = 0, 1, 2, 3, 4
-
-_GROUP_TITLES = {
-    "data": "data", "module": "backbone module", "training": "training", "evaluation": "evaluation",
-    "output": "outputs",
-}
-
-
-def _flag(field: dataclasses.Field) -> str:
-    return "--" + field.name.replace("_", "-")
-
-
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per user-settable config field, generated so flags and config never drift apart."""
-    parser.add_argument("--config", metavar="FILE", help="YAML file with config keys (flags override it).")
-    groups = {}
-    for field in config_lib.user_fields():
-        group_name = field.metadata["group"]
-        if group_name not in groups:
-            groups[group_name] = parser.add_argument_group(_GROUP_TITLES.get(group_name, group_name))
-        default = field.default if field.default not in ("", None) else None
-        help_text = field.metadata["help"] + (f" [default: {default}]" if default is not None else "")
-        if field.type in ("bool", bool):
-            groups[group_name].add_argument(_flag(field), dest=field.name, action=argparse.BooleanOptionalAction,
-                                            default=None, help=help_text)
-        else:
-            groups[group_name].add_argument(_flag(field), dest=field.name, default=None,
-                                            metavar=field.name.upper(), help=help_text)
-
-
-def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
-    """Defaults, then the YAML file, then the flags given on the command line."""
-    config = config_lib.load_yaml(args.config) if args.config else config_lib.PipelineConfig()
-    given = {f.name: getattr(args, f.name) for f in config_lib.user_fields() if getattr(args, f.name) is not None}
-    return config_lib.from_mapping(given, config).validate()
+from hubtfx.pipeline.cli.exit_codes import EXIT_FAILED, EXIT_NOT_BLESSED, EXIT_OK, EXIT_PUSHED, EXIT_USAGE
+from hubtfx.pipeline.cli.flags import add_config_flags, config_from_args
 
 
 def configure_logging(verbose: bool) -> None:

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from hubtfx.pipeline import config as config_lib
-from hubtfx.pipeline.cli import commands
+from hubtfx.pipeline.cli import commands, flags
 
 
 def test_run_help_documents_every_config_field(capsys):
@@ -23,7 +23,7 @@ def test_flags_override_yaml_which_overrides_defaults(tmp_path):
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("stage2_epochs: 4\nbatch_size: 8\n")
     args = commands.build_parser().parse_args(["run", "--config", str(yaml_file), "--batch-size", "4", "--no-augment"])
-    config = commands.config_from_args(args)
+    config = flags.config_from_args(args)
     assert (config.stage2_epochs, config.batch_size, config.augment) == (4, 4, False)
 
 
