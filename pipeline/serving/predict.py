@@ -1,7 +1,7 @@
 """`hubtfx predict`: score image files with the latest model pushed to a serving folder."""
 import dataclasses
 import os
-from typing import Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional
 
 import tensorflow as tf
 
@@ -76,8 +76,12 @@ def _score_each(signature, files: List[str], contents: List[bytes]) -> List[Pred
     return results
 
 
-def predict_files(model_dir: str, files: List[str]) -> List[Prediction]:
-    """One Prediction per file, in order; unreadable or undecodable files get an `error` instead of a class."""
+def predict_files(model_dir: str, files: List[str],
+                  progress: Callable[[int], object] = lambda done: None) -> List[Prediction]:
+    """One Prediction per file, in order; unreadable or undecodable files get an `error` instead of a class.
+
+    `progress` is called with the number of files finished since its last call (e.g. a progress bar's update).
+    """
     signature = exported_model.image_signature(tf.saved_model.load(model_dir))
     results = {}
     readable = []
@@ -87,6 +91,7 @@ def predict_files(model_dir: str, files: List[str]) -> List[Prediction]:
             results[file] = Prediction(file=file, error=error)
         else:
             readable.append((file, content))
+    progress(len(files) - len(readable))
     for start in range(0, len(readable), BATCH_SIZE):
         batch_files, batch_contents = map(list, zip(*readable[start:start + BATCH_SIZE]))
         try:
@@ -94,4 +99,5 @@ def predict_files(model_dir: str, files: List[str]) -> List[Prediction]:
         except tf.errors.InvalidArgumentError:
             scored = _score_each(signature, batch_files, batch_contents)
         results.update({p.file: p for p in scored})
+        progress(len(scored))
     return [results[f] for f in files]

@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from hubtfx.components.trainer import progress
 from hubtfx.pipeline.cli import commands
 from hubtfx.pipeline.serving import predict
 
@@ -61,3 +62,30 @@ def test_text_output_has_one_line_per_image(finished_run, images, capsys):
 def test_predict_without_a_model_exits_2_with_a_message(tmp_path, images, capsys):
     assert commands.main(["predict", "--output", str(tmp_path), str(images)]) == commands.EXIT_USAGE
     assert "Run `hubtfx run` first" in capsys.readouterr().err
+
+
+def test_progress_is_reported_for_every_file_once(finished_run, images):
+    config, _ = finished_run
+    files = predict.list_images([str(images)])
+    done = []
+    results = predict.predict_files(predict.latest_version_dir(config.push_base_dir), files, progress=done.append)
+    assert sum(done) == len(files) == len(results) and len(done) >= 2  # the unreadable files, then a batch
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_progress_bar_on_a_terminal_only_and_the_same_results(terminal, images, monkeypatch, capsys):
+    monkeypatch.setattr(progress, "bars_wanted", lambda: terminal)
+
+    def scored(model_dir, files, progress):  # pylint: disable=redefined-outer-name
+        for _ in files:
+            progress(1)
+        return [predict.Prediction(file=f, class_id=0, class_name="circle", probability=0.5) for f in files]
+
+    monkeypatch.setattr(predict, "predict_files", scored)
+    assert commands.main(["predict", "--model", "/m", str(images)]) == commands.EXIT_OK
+    out, err = capsys.readouterr()
+    assert [line.split("\t")[1:] for line in out.splitlines()] == [["0", "circle", "0.5000"]] * 4
+    if terminal:
+        assert "Scoring" in err and "/4" in err
+    else:
+        assert err == "Model: /m\n"
