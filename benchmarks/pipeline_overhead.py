@@ -29,9 +29,11 @@ from hubtfx.components.common import contract as module_contract  # noqa: E402
 from hubtfx.components.trainer import run as trainer_run  # noqa: E402
 from hubtfx.components.trainer.params import TrainingParams  # noqa: E402
 from hubtfx.components.transform import image_ops  # noqa: E402
-from hubtfx.pipeline import local_runner, module_resolution, sample_data  # noqa: E402
+from hubtfx.pipeline import local_runner  # noqa: E402
 from hubtfx.pipeline.config import PipelineConfig  # noqa: E402
+from hubtfx.pipeline.datasets import sample_data  # noqa: E402
 from hubtfx.pipeline.hub_modules import builder, tiny  # noqa: E402
+from hubtfx.pipeline.hub_modules import module_resolution  # noqa: E402
 from hubtfx.pipeline.pipeline import TRAINER_CODE, source_fingerprint  # noqa: E402
 from benchmarks import common  # noqa: E402
 

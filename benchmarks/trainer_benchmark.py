@@ -32,7 +32,7 @@ from hubtfx.components.common import contract as module_contract  # noqa: E402
 from hubtfx.components.trainer import head, model, run as trainer_run, stages  # noqa: E402
 from hubtfx.components.trainer.params import TrainingParams  # noqa: E402
 from hubtfx.components.transform import image_ops  # noqa: E402
-from hubtfx.pipeline import sample_data  # noqa: E402
+from hubtfx.pipeline.datasets import sample_data  # noqa: E402
 from hubtfx.pipeline.hub_modules import builder, tiny  # noqa: E402
 from benchmarks import common  # noqa: E402
 

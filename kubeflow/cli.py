@@ -1,21 +1,23 @@
-"""`hubtfx compile` and `hubtfx schedule`: the cluster commands, added to the main parser by pipeline.cli."""
+"""`hubtfx compile` and `hubtfx schedule`: the cluster commands, added to the main parser by
+hubtfx.pipeline.cli.commands (which imports this module, so this one takes only the flags and exit codes)."""
 import argparse
 import json
 import os
 import tempfile
 
-from hubtfx.pipeline import cli as main_cli
+from hubtfx.pipeline.cli import flags
+from hubtfx.pipeline.cli.exit_codes import EXIT_OK
 
 # Imported lazily by the handlers: TFX and the cloud clients take seconds to import, `hubtfx run` needs neither.
 _TARGETS = ("vertex", "kubeflow")
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    config = main_cli.config_from_args(args)  # First: a bad config is refused in a second, before TFX loads.
+    config = flags.config_from_args(args)  # First: a bad config is refused in a second, before TFX loads.
     from hubtfx.kubeflow import runner  # pylint: disable=import-outside-toplevel
     spec = runner.compile_to_file(config, args.target, args.output)
     print(describe(spec, args.output))
-    return main_cli.EXIT_OK
+    return EXIT_OK
 
 
 def describe(spec, path: str) -> str:
@@ -37,7 +39,7 @@ def describe(spec, path: str) -> str:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     from hubtfx.pipeline import platform_names  # pylint: disable=import-outside-toplevel
-    config = main_cli.config_from_args(args)  # First: a bad config is refused in a second, before TFX loads.
+    config = flags.config_from_args(args)  # First: a bad config is refused in a second, before TFX loads.
     display_name = args.display_name if args.display_name is not None else f"{config.pipeline_name}-schedule"
     platform_names.check_schedule(args.target, display_name, args.service_account, args.experiment)
     from hubtfx.kubeflow import runner, schedule  # pylint: disable=import-outside-toplevel
@@ -54,10 +56,10 @@ def cmd_schedule(args: argparse.Namespace) -> int:
             print(f"Dry run: these requests would go to {schedule.real_base_url(config, spec)}; nothing was sent.")
             for request in schedule.dry_run(config, spec):
                 print(json.dumps(request.as_dict(), indent=2, sort_keys=True))
-            return main_cli.EXIT_OK
+            return EXIT_OK
         name = schedule.create_schedule(config, spec)
     print(f"Created schedule {name} ({args.cron}) for {args.target}.")
-    return main_cli.EXIT_OK
+    return EXIT_OK
 
 
 def add_commands(commands) -> None:
@@ -72,7 +74,7 @@ def add_commands(commands) -> None:
     compile_parser.add_argument("--target", choices=_TARGETS, required=True)
     compile_parser.add_argument("--output", required=True, metavar="FILE",
                                 help="Spec file to write: .json, or .yaml (what the KFP UI and kfp.Client take).")
-    main_cli.add_config_flags(compile_parser)
+    flags.add_config_flags(compile_parser)
     compile_parser.set_defaults(handler=cmd_compile)
 
     schedule_parser = commands.add_parser(
@@ -91,5 +93,5 @@ def add_commands(commands) -> None:
                                  help="KFP experiment of the recurring run (created if missing) [default: hubtfx].")
     schedule_parser.add_argument("--dry-run", action="store_true",
                                  help="Print the requests the client would send; send nothing.")
-    main_cli.add_config_flags(schedule_parser)
+    flags.add_config_flags(schedule_parser)
     schedule_parser.set_defaults(handler=cmd_schedule)

@@ -1,7 +1,7 @@
 """The single source of hubtfx's parameters.
 
 `PipelineConfig` is filled from its defaults, then an optional YAML file, then command-line flags (see
-`hubtfx.pipeline.cli`, which derives its flags from the fields below so the two cannot drift apart).
+`hubtfx.pipeline.cli.flags`, which derives its flags from the fields below so the two cannot drift apart).
 """
 from __future__ import annotations
 
@@ -16,13 +16,11 @@ from hubtfx.components.common import artifact_files
 from hubtfx.components.trainer.params import TrainingParams
 from hubtfx.components.transform.policies import ASPECT_POLICIES
 from hubtfx.components.common.contract import DEFAULT_MODALITY
+from hubtfx.pipeline import platform_names
+from hubtfx.pipeline.errors import ConfigError
 
 _TRAINING = TrainingParams()
 DEFAULT_OUTPUT_DIR = "hubtfx_output"
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing or out of range; the message says which and what to do."""
 
 
 def _field(default, help: str, group: str, **kwargs):  # pylint: disable=redefined-builtin
@@ -126,7 +124,7 @@ class PipelineConfig:
                                 "cluster")
     trainer_memory_gb: float = _field(30.0, "Memory in GB for the Trainer.", "cluster")
 
-    # Filled by pipeline.module_resolution, not by users: the resolved module, its identity and contract.
+    # Filled by hub_modules.module_resolution, not by users: the resolved module, its identity and contract.
     module_path: str = dataclasses.field(default="", metadata={"internal": True})
     module_sha256: str = dataclasses.field(default="", metadata={"internal": True})
     value_range: Tuple[float, float] = dataclasses.field(default=(0.0, 1.0), metadata={"internal": True})
@@ -202,8 +200,7 @@ class PipelineConfig:
         if self.trainer_cpu <= 0 or self.trainer_memory_gb <= 0:
             raise ConfigError(f"trainer_cpu and trainer_memory_gb must be positive, got {self.trainer_cpu} and "
                               f"{self.trainer_memory_gb}.")
-        # Names Kubeflow Pipelines / Vertex AI constrain, for every command (imported here: it imports this module).
-        from hubtfx.pipeline import platform_names  # pylint: disable=import-outside-toplevel
+        # Names Kubeflow Pipelines / Vertex AI constrain, for every command.
         platform_names.check_config(self)
         return self
 

@@ -114,7 +114,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """Accuracy must reach the threshold and must not drop below the latest blessed model's (when the two can be
     compared: see components.evaluator.comparability). TFMA scores tf.Examples through `serving_examples`.
 
-    Per-class precision and recall come from the confusion matrix (see `hubtfx.pipeline.eval_results`): TFMA's
+    Per-class precision and recall come from the confusion matrix (see `hubtfx.pipeline.reporting.eval_results`): TFMA's
     per-class metrics need the class ids when the pipeline is built, but the classes are only known once
     ExampleGen has read the data.
     """
@@ -189,7 +189,8 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
     Kubeflow/Vertex runner) instead of constants; their defaults are the config's values.
     """
     if not (config.module_path and config.module_sha256 and config.image_size):
-        raise ValueError("create_pipeline needs a resolved config: call pipeline.module_resolution.resolve first.")
+        raise ValueError("create_pipeline needs a resolved config: call "
+                         "pipeline.hub_modules.module_resolution.resolve first.")
     parameters = runtime_parameters(config) if with_runtime_parameters else {}
 
     example_gen = ImageFolderExampleGen(

@@ -18,7 +18,7 @@ from hubtfx.components.example_gen import executor as executor_lib
 from hubtfx.components.example_gen.component import make_output_config
 from hubtfx.components.example_gen.layout import DataLayoutError, scan_layout
 from hubtfx.components.transform import image_ops, preprocessing
-from hubtfx.pipeline.sample_data import generate_dataset
+from hubtfx.pipeline.datasets.sample_data import generate_dataset
 
 
 def _ingest(input_base: str, output_uri: str):

@@ -17,7 +17,7 @@ from hubtfx.components.example_gen import executor as executor_lib
 from hubtfx.components.example_gen.component import make_output_config
 from hubtfx.components.example_gen.layout import DataLayoutError, scan_layout
 from hubtfx.components.example_gen.split import SplitRule
-from hubtfx.pipeline.sample_data import generate_dataset
+from hubtfx.pipeline.datasets.sample_data import generate_dataset
 
 _TINY = dict(images_per_class=3, min_size=24, max_size=32)
 

@@ -1,65 +1,24 @@
-"""The `hubtfx` command line.
-
-Exit codes: 0 success (for `run`: a model was pushed or is already served), 1 unexpected failure, 2 bad usage,
-configuration or data, including data anomalies that stopped a run before training, a diverged training loss
-(lower the learning rate) and an output folder that is unwritable or in use by another run (the message says what
-to fix), 3 `run`/`retrain` trained a model that was not blessed, so serving is unchanged. `retrain` only: 0 also
-means no new span, 4 a new model was pushed.
+"""The `hubtfx` command line: the parser, the local commands and how an error becomes an exit code (see
+exit_codes). The config flags are shared with the cluster commands in hubtfx.kubeflow.cli (see flags).
 """
 import argparse
-import dataclasses
 import logging
 import os
 import sys
 import traceback
-import warnings
 from typing import List, Optional
 
 from absl import logging as absl_logging
 
 from hubtfx.pipeline import config as config_lib
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_BLESSED, EXIT_PUSHED = 0, 1, 2, 3, 4
-
-_GROUP_TITLES = {
-    "data": "data", "module": "backbone module", "training": "training", "evaluation": "evaluation",
-    "output": "outputs",
-}
-
-
-def _flag(field: dataclasses.Field) -> str:
-    return "--" + field.name.replace("_", "-")
-
-
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per user-settable config field, generated so flags and config never drift apart."""
-    parser.add_argument("--config", metavar="FILE", help="YAML file with config keys (flags override it).")
-    groups = {}
-    for field in config_lib.user_fields():
-        group_name = field.metadata["group"]
-        if group_name not in groups:
-            groups[group_name] = parser.add_argument_group(_GROUP_TITLES.get(group_name, group_name))
-        default = field.default if field.default not in ("", None) else None
-        help_text = field.metadata["help"] + (f" [default: {default}]" if default is not None else "")
-        if field.type in ("bool", bool):
-            groups[group_name].add_argument(_flag(field), dest=field.name, action=argparse.BooleanOptionalAction,
-                                            default=None, help=help_text)
-        else:
-            groups[group_name].add_argument(_flag(field), dest=field.name, default=None,
-                                            metavar=field.name.upper(), help=help_text)
-
-
-def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
-    """Defaults, then the YAML file, then the flags given on the command line."""
-    config = config_lib.load_yaml(args.config) if args.config else config_lib.PipelineConfig()
-    given = {f.name: getattr(args, f.name) for f in config_lib.user_fields() if getattr(args, f.name) is not None}
-    return config_lib.from_mapping(given, config).validate()
+from hubtfx.pipeline.cli.exit_codes import EXIT_FAILED, EXIT_NOT_BLESSED, EXIT_OK, EXIT_PUSHED, EXIT_USAGE
+from hubtfx.pipeline.cli.flags import add_config_flags, config_from_args
 
 
 def configure_logging(verbose: bool) -> None:
-    """Our progress lines at INFO; TFX, Beam and TensorFlow chatter only with --verbose."""
+    """Our progress lines at INFO; TFX, Beam and TensorFlow chatter only with --verbose. (TensorFlow's C++ log
+    level and import-time warnings are set earlier, before TensorFlow is imported: see entry.quiet_imports.)"""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", force=True)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     if verbose:
         return
     # absl's verbosity must be INFO explicitly: TF's SavedModel export sets it to FATAL and "restores" it to
@@ -68,8 +27,6 @@ def configure_logging(verbose: bool) -> None:
     logging.getLogger("absl").addFilter(_ComponentProgressFilter())
     for noisy in ("apache_beam", "tensorflow", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 class _ComponentProgressFilter(logging.Filter):
@@ -89,9 +46,11 @@ class _ComponentProgressFilter(logging.Filter):
 
 # ---------------------------------------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
-    from hubtfx.pipeline import local_runner, module_resolution, sample_data  # pylint: disable=import-outside-toplevel
-    from hubtfx.pipeline import output_folder  # pylint: disable=import-outside-toplevel
     from hubtfx.components.example_gen import layout  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline import local_runner  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline import output_folder  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.datasets import sample_data  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.hub_modules import module_resolution  # pylint: disable=import-outside-toplevel
 
     config = config_from_args(args)
     output_folder.check_writable(config.output_dir)
@@ -114,7 +73,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from hubtfx.pipeline import local_runner, module_resolution, retrain  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline import local_runner  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.hub_modules import module_resolution  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.scheduling import retrain  # pylint: disable=import-outside-toplevel
     args.use_spans = True  # retraining is over spans; set before validation, which checks span_window against it
     config = config_from_args(args)
     result = retrain.retrain(config, run=local_runner.run_local, resolve=module_resolution.resolve)
@@ -127,15 +88,18 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import json  # pylint: disable=import-outside-toplevel
-    from hubtfx.pipeline import predict  # pylint: disable=import-outside-toplevel
+    from hubtfx.components.trainer import progress  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.serving import predict  # pylint: disable=import-outside-toplevel
     base = config_lib.PipelineConfig(output_dir=args.output, model_name=args.model_name)
     model_dir = args.model or predict.latest_version_dir(base.push_base_dir)
     files = predict.list_images(args.images)
     if not files:
         raise config_lib.ConfigError(f"No image files found in {args.images}.")
     print(f"Model: {model_dir}", file=sys.stderr)
+    with progress.bar(len(files), "Scoring", "image") as scoring:  # on a terminal only
+        results = predict.predict_files(model_dir, files, progress=scoring.update)
     failed = 0
-    for result in predict.predict_files(model_dir, files):
+    for result in results:
         failed += result.error is not None
         if args.json:
             print(json.dumps(result.as_dict()))
@@ -157,7 +121,7 @@ def cmd_build_module(args: argparse.Namespace) -> int:
 
 
 def cmd_sample_data(args: argparse.Namespace) -> int:
-    from hubtfx.pipeline import sample_data  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.datasets import sample_data  # pylint: disable=import-outside-toplevel
     summary = sample_data.generate_dataset(args.root, images_per_class=args.images_per_class, seed=args.seed,
                                            spans=args.spans)
     print(f"Wrote the sample dataset to {args.root}: {summary}")

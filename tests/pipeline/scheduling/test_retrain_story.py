@@ -16,7 +16,7 @@ from tfx.components.example_gen import base_example_gen_executor
 from hubtfx.components.example_gen import component as example_gen_component
 from hubtfx.components.example_gen.executor import make_example
 from hubtfx.components.pusher import serving
-from hubtfx.pipeline import cli
+from hubtfx.pipeline.cli import commands
 
 EVAL_PERCENT = 20
 # Classes the tiny random-weight module separates reliably (it knows no shapes), so clean spans get blessed.
@@ -24,7 +24,7 @@ COLOURS = {"red": (1.0, 0.1, 0.1), "green": (0.1, 1.0, 0.1), "blue": (0.1, 0.1, 
 
 
 def _retrain(capsys, data_root, output_dir, module):
-    code = cli.main(["retrain", "--data-root", data_root, "--output-dir", output_dir, "--hub-handle", module,
+    code = commands.main(["retrain", "--data-root", data_root, "--output-dir", output_dir, "--hub-handle", module,
                      "--span-window", "2", "--eval-percent", str(EVAL_PERCENT),
                      "--stage2-epochs", "0", "--batch-size", "8",
                      "--accuracy-threshold", "0.7", "--max-accuracy-drop", "0.05"])
@@ -87,33 +87,33 @@ def test_scheduled_retraining_story(tmp_path, tiny_module, capsys):
     span1 = _add_span(data_root, 1, images_per_class=10, seed=1)
 
     code, out = _retrain(capsys, data_root, output_dir, tiny_module)
-    assert code == cli.EXIT_PUSHED, out
+    assert code == commands.EXIT_PUSHED, out
     after1 = _served(output_dir)
     assert len(after1) == 1
 
     code, out = _retrain(capsys, data_root, output_dir, tiny_module)
-    assert code == cli.EXIT_OK and "nothing new" in out, out
+    assert code == commands.EXIT_OK and "nothing new" in out, out
 
     _add_span(data_root, 2, images_per_class=16, seed=2)
     code, out = _retrain(capsys, data_root, output_dir, tiny_module)
-    assert code == cli.EXIT_PUSHED, out
+    assert code == commands.EXIT_PUSHED, out
     after2 = _served(output_dir)
     assert len(after2) == 2 and after1.items() <= after2.items()
 
     _shuffle_labels(_add_span(data_root, 3, images_per_class=16, seed=3))
     code, out = _retrain(capsys, data_root, output_dir, tiny_module)
-    assert code == cli.EXIT_NOT_BLESSED, out
+    assert code == commands.EXIT_NOT_BLESSED, out
     assert "NOT blessed" in out
     assert _served(output_dir) == after2
 
     _span_missing_a_class_in_eval(data_root, 4, span1)
     code, out = _retrain(capsys, data_root, output_dir, tiny_module)
-    assert code == cli.EXIT_USAGE, out
+    assert code == commands.EXIT_USAGE, out
     assert "stopped before training" in out and "eval / label_name" in out and "unique values" in out
     assert _served(output_dir) == after2
 
     code, out = _retrain(capsys, data_root, output_dir, tiny_module)
-    assert code == cli.EXIT_OK and "span 4" in out, out
+    assert code == commands.EXIT_OK and "span 4" in out, out
     assert _served(output_dir) == after2
 
 
@@ -123,15 +123,15 @@ def test_a_span_with_anomalies_stops_before_training_and_keeps_serving(tmp_path,
     os.makedirs(data_root)
     span1 = _add_span(data_root, 1, images_per_class=10, seed=1)
     code, out = _retrain(capsys, data_root, output_dir, tiny_module)
-    assert code == cli.EXIT_PUSHED, out
+    assert code == commands.EXIT_PUSHED, out
     served = _served(output_dir)
 
     _span_missing_a_class_in_eval(data_root, 2, span1)
     code, out = _retrain(capsys, data_root, output_dir, tiny_module)
-    assert code == cli.EXIT_USAGE, out
+    assert code == commands.EXIT_USAGE, out
     assert "eval / label_name: Expected at least 2 unique values" in out
     assert "Transform" not in [line.split()[-2] for line in out.splitlines() if "is running" in line]
     assert _served(output_dir) == served
 
     code, out = _retrain(capsys, data_root, output_dir, tiny_module)
-    assert code == cli.EXIT_OK and "nothing new" in out and "bad data" in out, out
+    assert code == commands.EXIT_OK and "nothing new" in out and "bad data" in out, out

@@ -11,8 +11,8 @@ import time
 import pytest
 import tensorflow as tf
 
-from hubtfx.pipeline import module_resolution
 from hubtfx.pipeline.config import ConfigError, PipelineConfig
+from hubtfx.pipeline.hub_modules import module_resolution
 from hubtfx.pipeline.hub_modules.vetting import UnsafeModuleError
 
 
@@ -192,7 +192,7 @@ def test_a_malformed_contract_is_not_silently_replaced_by_image_size(tiny_module
 
 
 def _span_data(root):
-    from hubtfx.pipeline import sample_data
+    from hubtfx.pipeline.datasets import sample_data
     sample_data.generate_dataset(str(root), images_per_class=4, spans=1)
     return str(root)
 
@@ -214,20 +214,20 @@ def test_case_05_run_exits_2_before_any_component_without_a_traceback(tmp_path, 
 
 
 def test_retrain_and_compile_stop_the_same_way(tmp_path, tfhub_cache, capsys):
-    from hubtfx.pipeline import cli
+    from hubtfx.pipeline.cli import commands
     folder = _cached(tfhub_cache)
     (folder / "variables").mkdir(parents=True)
     spans = _span_data(tmp_path / "spans")
-    code = cli.main(["retrain", "--hub-handle", README_HANDLE, "--data-root", spans, "--output-dir",
+    code = commands.main(["retrain", "--hub-handle", README_HANDLE, "--data-root", spans, "--output-dir",
                      str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert code == cli.EXIT_USAGE and str(folder) in err and "Delete it" in err and "Traceback" not in err
+    assert code == commands.EXIT_USAGE and str(folder) in err and "Delete it" in err and "Traceback" not in err
     # compile reads a gs:// archive through the same cache (tensorflow_hub's GcsCompressedFileResolver).
     archive = "gs://example-bucket/modules/backbone.tar.gz"
     (_cached(tfhub_cache, archive) / "assets").mkdir(parents=True)
-    code = cli.main(["compile", "--target", "kubeflow", "--output", str(tmp_path / "spec.yaml"), "--hub-handle",
+    code = commands.main(["compile", "--target", "kubeflow", "--output", str(tmp_path / "spec.yaml"), "--hub-handle",
                      archive, "--image", "registry.example.com/hubtfx:1", "--data-root", "gs://example-bucket/d",
                      "--output-dir", "gs://example-bucket/out"])
     err = capsys.readouterr().err
-    assert code == cli.EXIT_USAGE and archive in err and str(_cached(tfhub_cache, archive)) in err
+    assert code == commands.EXIT_USAGE and archive in err and str(_cached(tfhub_cache, archive)) in err
     assert not (tmp_path / "spec.yaml").exists()

@@ -1,6 +1,6 @@
 """Field report case 04 (issue 13): the request bodies the README documents, against the pushed model.
 
-Each body goes through TF Serving's JSON -> tensor conversion (tests/pipeline/tf_serving_rest.py, a port of
+Each body goes through TF Serving's JSON -> tensor conversion (tests/pipeline/serving/tf_serving_rest.py, a port of
 tensorflow_serving/util/json_tensor.cc) into the signature TF Serving or Vertex AI would pick. Before the fix
 the default signature took tf.Examples, so a Vertex body failed as a whole ("Could not parse example input").
 """
@@ -24,7 +24,7 @@ _REST = importlib.util.spec_from_file_location("tf_serving_rest", os.path.join(o
 tf_serving_rest = importlib.util.module_from_spec(_REST)
 _REST.loader.exec_module(tf_serving_rest)
 
-README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+README = os.path.join(os.path.dirname(__file__), "..", "..", "..", "README.md")
 PLACEHOLDER = re.compile(r'"<base64 of (photo\d)\.(jpg|png)>"')
 
 

@@ -6,9 +6,10 @@ import pytest
 
 from hubtfx.components.example_gen.layout import DataLayoutError
 from hubtfx.components.gate.anomalies import DataAnomaliesError
-from hubtfx.pipeline import output_folder, retrain
+from hubtfx.pipeline import output_folder
 from hubtfx.pipeline.config import PipelineConfig
-from hubtfx.pipeline.run_summary import RunSummary
+from hubtfx.pipeline.reporting.run_summary import RunSummary
+from hubtfx.pipeline.scheduling import retrain
 
 
 def _add_span(data_root, span):

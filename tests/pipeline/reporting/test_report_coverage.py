@@ -5,9 +5,9 @@ import html.parser
 import numpy as np
 
 from hubtfx.components.gate.coverage import ClassCoverage
-from hubtfx.pipeline import eval_results, report
 from hubtfx.pipeline.config import PipelineConfig
-from hubtfx.pipeline.run_summary import RunSummary
+from hubtfx.pipeline.reporting import eval_results, report
+from hubtfx.pipeline.reporting.run_summary import RunSummary
 
 CLASSES = [ClassCoverage("blue", 9, 3), ClassCoverage("purple", 3, 0), ClassCoverage("yellow", 1, 2)]
 MOVED = [{"file": "yellow/yellow_004.png", "class": "yellow", "split": "train"}]

@@ -14,9 +14,12 @@ from PIL import Image
 from ml_metadata.metadata_store import metadata_store
 from tensorflow_model_analysis.proto import validation_result_pb2
 
-from hubtfx.pipeline import eval_results, local_runner, module_resolution, report, sample_data
+from hubtfx.pipeline import local_runner
 from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.datasets import sample_data
+from hubtfx.pipeline.hub_modules import module_resolution
 from hubtfx.pipeline.pipeline import eval_config
+from hubtfx.pipeline.reporting import eval_results, report
 
 # Not an image, so ExampleGen skips it and the report must list it: its name must come out as text, not markup.
 HOSTILE_NAME = '<script>alert("x")&.jpg'
@@ -114,7 +117,7 @@ def test_user_provided_file_names_are_escaped(run):
     _, summary, page, parser, _ = run
     assert any(s["file"].endswith(HOSTILE_NAME) for s in summary.skipped)
     assert "<script>" not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&amp;.jpg" in page
+    assert "&lt;script&gt;alert(" in page and "&amp;.jpg" in page  # whichever entity the escaper uses for '"'
     assert any(HOSTILE_NAME in text for text in parser.text)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hubtfx.pipeline.sample_data import CLASS_NAMES, generate_dataset
+from hubtfx.pipeline.datasets.sample_data import CLASS_NAMES, generate_dataset
 
 
 def _read_tree(root):

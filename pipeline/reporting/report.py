@@ -1,19 +1,21 @@
 """`write_report`: one self-contained HTML page about the latest run, for a browser or an e-mail attachment.
 
-Everything is read back from ML Metadata and the run's artifacts (like `hubtfx.pipeline.run_summary`); plots and
-examples are rendered by the model's modality (image thumbnails are PNG data URIs), so the file needs nothing
-else, not even JavaScript.
+Everything is read back from ML Metadata and the run's artifacts (like `run_summary` beside it); plots are
+embedded as PNG data URIs and examples are rendered by the model's modality (image thumbnails are PNG data URIs
+too), so the file needs nothing else, not even JavaScript. The markup is the Jinja2 template report.html.j2 beside
+this module, autoescaped, so every name from the data is shown as text.
 """
 import base64
 import dataclasses
 import datetime
+import functools
 import glob
-import html
 import io
 import os
 import shutil
 from typing import Dict, List, Optional, Sequence
 
+import jinja2
 import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
@@ -24,8 +26,8 @@ from tfx.utils import path_utils
 from hubtfx.components.common import artifact_files, feature_keys
 from hubtfx.components.evaluator import comparability
 from hubtfx.components.modality import registry as modalities
-from hubtfx.pipeline import eval_results, run_summary
 from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.reporting import eval_results, run_summary
 
 REPORTS_DIR = "reports"
 LATEST_REPORT = "latest.html"
@@ -186,19 +188,17 @@ def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str]) -> byte
 
 
 # ---------------------------------------------------------------------------------------------------- HTML
-def _e(value) -> str:
-    return html.escape(str(value), quote=True)
+# The markup is in report.html.j2, one macro per section; the functions below choose what each section shows.
+TEMPLATE = "report.html.j2"
 
 
-def _img(png: bytes, alt: str, css_class: str = "") -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img class="{css_class}" alt="{_e(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+@functools.lru_cache(maxsize=None)
+def _macros():
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader(__package__, "."), autoescape=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True)
+    environment.filters["base64"] = lambda data: base64.b64encode(data).decode("ascii")
+    return environment.get_template(TEMPLATE).module
 
 
 def _number(value: Optional[float], digits: int = 3) -> str:
@@ -209,112 +209,74 @@ def _metric(name: str, value: Optional[float]) -> str:
     return str(round(value)) if name == "example_count" and value is not None else _number(value, 4)
 
 
-def _section(section_id: str, title: str, body: str) -> str:
-    return f'<section id="{section_id}"><h2>{_e(title)}</h2>{body}</section>'
-
-
 def _count(value: Optional[int]) -> str:
     return "not recorded" if value is None else str(value)
 
 
 def coverage_warnings(facts: RunFacts) -> str:
     """A prominent box naming every class that was trained but never evaluated ("" when there is none)."""
-    warnings = facts.summary.coverage_warnings()
-    if not warnings:
-        return ""
-    items = "".join(f"<li>{_e(warning)}</li>" for warning in warnings)
-    return f'<div class="warning"><b>Warning: the evaluation does not cover every class.</b><ul>{items}</ul></div>'
+    return _macros().coverage_warnings(facts.summary.coverage_warnings())
+
+
+@dataclasses.dataclass
+class _Span:
+    span: Optional[int]
+    splits: str
+    rows: List[tuple]
+    moved: List[dict]
 
 
 def data_section(facts: RunFacts) -> str:
-    summary = facts.summary
-    parts = [f"<p>Data root <code>{_e(summary.data_root)}</code>: {summary.files_seen} files seen, "
-             f"{summary.examples_written} used, {len(summary.skipped)} skipped.</p>"]
-    if summary.classes:
-        parts.append("<h3>Examples per class</h3><p>Training examples over every span trained on; eval examples of "
-                     "the split the Evaluator scored.</p>"
-                     + _table(["class", "training examples", "eval examples"],
-                              [(c.name, _count(c.train), _count(c.eval)) for c in summary.classes]))
-    for report in facts.ingestion:
-        span = report.get("span")
-        splits = ", ".join(f"{name} {count}" for name, count in report.get("per_split", {}).items())
-        parts.append(f"<h3>{'Span ' + _e(span) + ': ' if span else ''}{_e(splits)} examples</h3>")
-        parts.append(_table(["class", "train", "eval", "skipped"],
-                            [(name, _count(c.get("train")), _count(c.get("eval")), c.get("skipped", 0))
-                             for name, c in report.get("per_class", {}).items()]))
-        moved = report.get("rebalanced", [])
-        if moved:
-            parts.append("<p>Moved from their hashed split so that each class is in both splits: "
-                         + ", ".join(f"<code>{_e(m.get('file'))}</code> to {_e(m.get('split'))}" for m in moved)
-                         + ".</p>")
-    return _section("data", "Data", "".join(parts))
+    spans = [_Span(span=ingested.get("span"),
+                   splits=", ".join(f"{name} {count}" for name, count in ingested.get("per_split", {}).items()),
+                   rows=[(name, _count(c.get("train")), _count(c.get("eval")), c.get("skipped", 0))
+                         for name, c in ingested.get("per_class", {}).items()],
+                   moved=ingested.get("rebalanced", []))
+             for ingested in facts.ingestion]
+    classes = [(c.name, _count(c.train), _count(c.eval)) for c in facts.summary.classes]
+    return _macros().data_section(facts.summary, classes, spans)
 
 
 def skipped_section(facts: RunFacts) -> str:
-    skipped = facts.summary.skipped
-    body = (_table(["file", "reason"], [(s.get("file", ""), s.get("reason", "")) for s in skipped])
-            if skipped else "<p>No file was skipped.</p>")
-    return _section("skipped", f"Skipped files ({len(skipped)})", body)
+    return _macros().skipped_section([(s.get("file", ""), s.get("reason", "")) for s in facts.summary.skipped])
 
 
 def training_section(facts: RunFacts) -> str:
     stages = facts.history.get("stages", {})
-    if not stages:
-        return _section("training", "Training", "<p>No training history was recorded.</p>")
     chosen = facts.history.get("chosen_stage", "")
     rows = [(name, stage.get("train_examples", ""), stage.get("validation_examples", "") or "",
              _number(stage.get("validation_loss")), _number(stage.get("validation_accuracy")),
              len(stage.get("unfrozen_variables", [])), stage.get("outcome", ""), "kept" if name == chosen else "")
             for name, stage in stages.items()]
-    table = _table(["stage", "training images", "validation images", "validation loss", "validation accuracy",
-                    "unfrozen backbone variables", "what it did", ""], rows)
     head = facts.history.get("stage1_head", {})
-    candidates = _table(["feature levels", "C (inverse L2)", "CV log loss", "CV accuracy"],
-                        [("+".join(c["levels"]), c["c"], _number(c["cv_log_loss"]), _number(c["cv_accuracy"]))
-                         for c in head.get("candidates", [])]) if head.get("candidates") else ""
-    curves = "".join(_img(stage_curves_png(name, stage["history"]), f"Training curves: {name}", "plot")
-                     for name, stage in stages.items() if stage.get("history"))
-    note = ("<p>Every choice here used the train split only; the eval split is the Evaluator's. Stage 1 fits the "
-            f"head as an L2 logistic regression on frozen features, its strength and feature levels chosen by "
-            f"{head.get('folds', 'k')}-fold cross-validation on the training images. Stage 2 fine-tunes the top "
-            "backbone blocks on most of the training images and is kept only if it beats stage 1 on the "
-            "held-out rest (the validation slice).</p>")
-    return _section("training", "Training", note + table + candidates + curves)
+    candidates = [("+".join(c["levels"]), c["c"], _number(c["cv_log_loss"]), _number(c["cv_accuracy"]))
+                  for c in head.get("candidates", [])]
+    curves = [(name, stage_curves_png(name, stage["history"])) for name, stage in stages.items()
+              if stage.get("history")]
+    return _macros().training_section(rows, head.get("folds", "k"), candidates, curves)
 
 
 def evaluation_section(facts: RunFacts) -> str:
     evaluation = facts.evaluation
     if evaluation is None:
-        return _section("evaluation", "Evaluation", "<p>The Evaluator did not produce results.</p>")
-    metrics = _table(["metric", "value"], [(name, _metric(name, value)) for name, value in
-                                           sorted(evaluation.metrics.items())])
-    per_class = eval_results.per_class_metrics(evaluation.confusion, facts.class_names)
+        return _macros().evaluation_section(None, None, None)
+    metrics = [(name, _metric(name, value)) for name, value in sorted(evaluation.metrics.items())]
     trained = {c.name: c.train for c in facts.summary.classes}
-    per_class_table = _table(["class", "training examples", "eval examples", "predicted as", "precision", "recall"],
-                             [(c.name, _count(trained.get(c.name)), c.support, c.predicted, _number(c.precision),
-                               _number(c.recall)) for c in per_class])
-    matrix = _img(confusion_matrix_png(evaluation.confusion, facts.class_names), "Confusion matrix", "plot")
-    return _section("evaluation", "Evaluation (eval split)", metrics + "<h3>Confusion matrix</h3>" + matrix
-                    + '<h3 id="per-class">Per-class precision and recall</h3>' + per_class_table)
+    per_class = [(c.name, _count(trained.get(c.name)), c.support, c.predicted, _number(c.precision),
+                  _number(c.recall)) for c in eval_results.per_class_metrics(evaluation.confusion, facts.class_names)]
+    return _macros().evaluation_section(metrics, confusion_matrix_png(evaluation.confusion, facts.class_names),
+                                        per_class)
 
 
 def baseline_section(facts: RunFacts) -> str:
     evaluation = facts.evaluation
-    skipped = facts.summary.baseline_skipped_reason
-    if skipped:
-        body = (f"<p>Not compared with the latest blessed model, <code>{_e(facts.skipped_baseline_model)}</code>: "
-                f"{_e(skipped)}. So the change threshold was not applied; only the absolute threshold gated this "
-                "model.</p>")
-    elif evaluation is None or not evaluation.has_baseline:
-        body = ("<p>First model: no baseline (no earlier model was blessed), so the change threshold was not "
-                "applied.</p>")
-    else:
+    rows = None  # no comparison
+    if evaluation is not None and evaluation.has_baseline:
         rows = [(name, _metric(name, value), _metric(name, evaluation.baseline_metrics.get(name)),
                  f"{evaluation.diffs[name]:+.4f}" if name in evaluation.diffs else "n/a")
                 for name, value in sorted(evaluation.metrics.items())]
-        body = (f"<p>Baseline: the latest blessed model, <code>{_e(facts.baseline_model)}</code>.</p>"
-                + _table(["metric", "this model", "baseline", "change"], rows))
-    return _section("baseline", "Comparison with the baseline", body)
+    return _macros().baseline_section(facts.summary.baseline_skipped_reason, facts.skipped_baseline_model,
+                                      facts.baseline_model, rows)
 
 
 def blessing_reasons(facts: RunFacts) -> List[str]:
@@ -342,56 +304,28 @@ def blessing_reasons(facts: RunFacts) -> List[str]:
 
 
 def blessing_section(facts: RunFacts) -> str:
-    verdict = "BLESSED" if facts.summary.blessed else "NOT BLESSED"
-    reasons = "".join(f"<li>{_e(reason)}</li>" for reason in blessing_reasons(facts))
-    body = (f'<p class="verdict {"good" if facts.summary.blessed else "bad"}">{verdict}</p><ul>{reasons}</ul>'
-            f"<p>Serving: {_e(facts.summary.serving_outcome())}.</p>")
-    return _section("blessing", "Blessing decision", body)
+    return _macros().blessing_section(facts.summary.blessed, blessing_reasons(facts), facts.summary.serving_outcome())
 
 
 def module_section(facts: RunFacts) -> str:
     rows = [("handle", facts.module_handle), ("sha256", facts.module_sha256), ("imported from", facts.module_uri)]
-    return _section("module", "Backbone module", _table(["property", "value"], rows))
+    return _macros().module_section(rows)
 
 
 def misclassified_section(facts: RunFacts) -> str:
-    if not facts.misclassified:
-        return _section("misclassified", "Misclassified eval images",
-                        "<p>No misclassified eval images: the model got every eval example right.</p>"
-                        if facts.evaluation is not None else "<p>The model was not evaluated.</p>")
-    total = int(facts.evaluation.confusion.sum() - np.trace(facts.evaluation.confusion))
-    cards = "".join(
-        f"<figure>{m.example_html}"
-        f"<figcaption><code>{_e(m.filename)}</code><br>actual {_e(m.label_name)}, predicted "
-        f"{_e(m.predicted_name)} (probability {m.probability:.2f})</figcaption></figure>"
-        for m in facts.misclassified)
-    return _section("misclassified", "Misclassified eval images",
-                    f"<p>{len(facts.misclassified)} of the {total} eval images the model gets wrong.</p>"
-                    f'<div class="thumbs">{cards}</div>')
+    confusion = facts.evaluation.confusion if facts.evaluation is not None else None
+    total = int(confusion.sum() - np.trace(confusion)) if facts.misclassified else 0
+    return _macros().misclassified_section(facts.misclassified, total, facts.evaluation is not None)
 
 
-_CSS = """
-body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
-h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2rem; margin-top: 2rem; }
-table { border-collapse: collapse; margin: 0.5rem 0; } th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; }
-th { background: #f3f3f3; text-align: left; } td { font-variant-numeric: tabular-nums; }
-code { word-break: break-all; } .plot { max-width: 100%; display: block; margin: 0.5rem 0; }
-.verdict { font-weight: bold; font-size: 1.2rem; } .good { color: #1a7f37; } .bad { color: #cf222e; }
-.warning { border: 2px solid #bf8700; background: #fff8c5; padding: 0.5rem 1rem; margin: 1rem 0; }
-.thumbs { display: flex; flex-wrap: wrap; gap: 1rem; } figure { margin: 0; width: 10rem; font-size: 0.85rem; }
-.thumb { width: 96px; height: 96px; object-fit: contain; image-rendering: pixelated; border: 1px solid #ccc; }
-"""
+SECTIONS = (data_section, skipped_section, training_section, evaluation_section, baseline_section,
+            blessing_section, module_section, misclassified_section)
 
 
 def render(facts: RunFacts, generated: datetime.datetime) -> str:
-    title = f"hubtfx run report: {facts.config.pipeline_name}"
-    verdict = "blessed" if facts.summary.blessed else "not blessed"
-    sections = [data_section, skipped_section, training_section, evaluation_section, baseline_section,
-                blessing_section, module_section, misclassified_section]
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-            f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>"
-            f"<p>Generated {_e(generated.strftime('%Y-%m-%d %H:%M:%S'))}; the model was <b>{verdict}</b>.</p>"
-            + coverage_warnings(facts) + "".join(section(facts) for section in sections) + "</body></html>")
+    return str(_macros().page(
+        f"hubtfx run report: {facts.config.pipeline_name}", generated.strftime("%Y-%m-%d %H:%M:%S"),
+        facts.summary.blessed, facts.summary.coverage_warnings(), [section(facts) for section in SECTIONS]))
 
 
 def write_report(config: PipelineConfig, connection_config) -> str:

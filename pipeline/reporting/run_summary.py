@@ -144,7 +144,8 @@ def custom_property(artifact, key, default=None):
 
 
 def overall_accuracy(evaluation_uri: str) -> Optional[float]:
-    from hubtfx.pipeline import eval_results  # pylint: disable=import-outside-toplevel  (TFMA takes seconds to import)
+    # TFMA takes seconds to import.
+    from hubtfx.pipeline.reporting import eval_results  # pylint: disable=import-outside-toplevel
     return eval_results.overall_metrics(evaluation_uri)[0].get(eval_results.ACCURACY)
 
 

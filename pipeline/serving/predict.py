@@ -5,7 +5,7 @@ as their bytes to the `image_bytes` signature.
 """
 import dataclasses
 import os
-from typing import Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional
 
 import tensorflow as tf
 
@@ -73,8 +73,12 @@ def _score_each(signature, modality, files: List[str], contents: List[bytes]) ->
     return results
 
 
-def predict_files(model_dir: str, files: List[str]) -> List[Prediction]:
-    """One Prediction per file, in order; unreadable or undecodable files get an `error` instead of a class."""
+def predict_files(model_dir: str, files: List[str],
+                  progress: Callable[[int], object] = lambda done: None) -> List[Prediction]:
+    """One Prediction per file, in order; unreadable or undecodable files get an `error` instead of a class.
+
+    `progress` is called with the number of files finished since its last call (e.g. a progress bar's update).
+    """
     loaded = tf.saved_model.load(model_dir)
     modality = modalities.modality_for_model(loaded)
     signature = modality.serving_signature(loaded)
@@ -88,6 +92,7 @@ def predict_files(model_dir: str, files: List[str]) -> List[Prediction]:
             results[file] = Prediction(file=file, error=error)
         else:
             readable.append((file, content))
+    progress(len(files) - len(readable))
     for start in range(0, len(readable), BATCH_SIZE):
         batch_files, batch_contents = map(list, zip(*readable[start:start + BATCH_SIZE]))
         try:
@@ -95,4 +100,5 @@ def predict_files(model_dir: str, files: List[str]) -> List[Prediction]:
         except tf.errors.InvalidArgumentError:
             scored = _score_each(signature, modality, batch_files, batch_contents)
         results.update({p.file: p for p in scored})
+        progress(len(scored))
     return [results[f] for f in files]

@@ -76,7 +76,7 @@ def retrain(config: PipelineConfig, run: Callable, resolve: Callable) -> Result:
     Args:
       config: the validated config (use_spans is implied).
       run: runs the pipeline for a resolved config and returns its RunSummary (pipeline.local_runner.run_local).
-      resolve: resolves the backbone module into the config (pipeline.module_resolution.resolve); only called
+      resolve: resolves the backbone module into the config (hub_modules.module_resolution.resolve); only called
         when there is something to train, so an idle tick stays cheap.
 
     Raises whatever `run` raises; data errors (DataAnomaliesError, DataLayoutError) are recorded as the span's
