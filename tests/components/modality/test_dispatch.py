@@ -15,7 +15,8 @@ from hubtfx.components.example_gen.layout import scan_layout
 from hubtfx.components.modality import registry
 from hubtfx.components.modality.base import Modality
 from hubtfx.components.transform import preprocessing
-from hubtfx.pipeline import predict, report
+from hubtfx.pipeline.reporting import report
+from hubtfx.pipeline.serving import predict
 
 CLASSES = ("even", "odd")
 

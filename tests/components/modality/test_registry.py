@@ -102,7 +102,7 @@ def test_importing_the_registry_imports_no_tensorflow():
 
 
 def test_a_module_whose_contract_names_an_unknown_modality_is_a_config_error(tiny_module, tmp_path):
-    from hubtfx.pipeline import module_resolution  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.hub_modules import module_resolution  # pylint: disable=import-outside-toplevel
     from hubtfx.pipeline.config import ConfigError, PipelineConfig  # pylint: disable=import-outside-toplevel
     module = tmp_path / "module"
     shutil.copytree(tiny_module, module)
@@ -114,7 +114,8 @@ def test_a_module_whose_contract_names_an_unknown_modality_is_a_config_error(tin
 
 def test_the_resolved_modality_reaches_example_gen_and_transform(tiny_module, tmp_path):
     from hubtfx.components.example_gen.component import ImageFolderExampleGen  # pylint: disable=import-outside-toplevel
-    from hubtfx.pipeline import module_resolution, pipeline  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline import pipeline  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.hub_modules import module_resolution  # pylint: disable=import-outside-toplevel
     from hubtfx.pipeline.config import PipelineConfig  # pylint: disable=import-outside-toplevel
     config = module_resolution.resolve(PipelineConfig(hub_handle=tiny_module, data_root=str(tmp_path)))
     assert config.modality == "image"

@@ -8,6 +8,7 @@ from PIL import Image
 
 from hubtfx.components.gate.coverage import ClassCoverage
 from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.components.modality.image import ImageModality
 from hubtfx.pipeline.reporting import eval_results, report
 from hubtfx.pipeline.reporting.run_summary import RunSummary
 
@@ -43,7 +44,8 @@ def _facts_with_a_hostile_class_name():
     ingestion = [{"span": None, "per_split": {"train": 7, "eval": 2}, "per_class": {
         c.name: {"train": c.train, "eval": c.eval, "skipped": 0} for c in classes}}]
     wrong = report.Misclassified(filename="circle/1.png", label_name="circle", predicted_name=HOSTILE_CLASS,
-                                 probability=0.6, thumbnail_png=_png())
+                                 probability=0.6,
+                                 example_html=ImageModality().render_example(_png(), "Misclassified: circle/1.png"))
     return report.RunFacts(config=PipelineConfig(), summary=summary, ingestion=ingestion, history={},
                            class_names=[c.name for c in classes], evaluation=evaluation, baseline_model="",
                            skipped_baseline_model="", module_handle="tiny", module_sha256="ab" * 32, module_uri="/m",
