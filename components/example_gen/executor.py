@@ -43,6 +43,7 @@ from hubtfx.components.example_gen import layout as layout_lib
 from hubtfx.components.example_gen import split as split_lib
 from hubtfx.components.modality import registry as modalities
 from hubtfx.components.transform import image_ops
+from hubtfx.components.transform.image_ops import decode_failure_reason  # noqa: F401  (ExampleGen's skip reason)
 
 LABEL_MAP_PATH_KEY = "label_map_path"
 MODALITY_KEY = "modality"
@@ -59,39 +60,9 @@ _MOVED_STATS = "rebalanced.jsonl"
 _SPLIT_STATS = "split_{}.jsonl"  # [class name, examples] pairs
 
 # Traced once per process: the header walks are tf.while_loops, slow when run op by op.
-_header_verdict = tf.function(image_ops.header_verdict, input_signature=[tf.TensorSpec([], tf.string)])
-_decode_rgb = tf.function(image_ops.decode_rgb, input_signature=[tf.TensorSpec([], tf.string)])
-
-
-def decode_failure_reason(raw: bytes) -> Optional[str]:
-    """None if Transform will decode `raw` to the right pixels, else a short human-readable reason.
-
-    The reason is the one the exported model's `serving_bytes` gives for the same bytes (image_ops.header_verdict,
-    then image_ops.corrupt_reasons if decoding fails); for a corrupt file the decoder's own detail is appended.
-    Nothing is decoded when the header refuses the image (e.g. over image_ops.MAX_PIXELS).
-    """
-    if not raw:
-        return "empty file (0 bytes)"
-    try:
-        verdict = _header_verdict(raw).numpy().decode()
-        if verdict:
-            return verdict
-        _decode_rgb(raw)
-        return None
-    except tf.errors.InvalidArgumentError as err:
-        detail = _tf_error_detail(err)
-    return f"{image_ops.corrupt_reasons(tf.constant([raw]))[0].numpy().decode()} ({detail})"
-
-
 def feature_text(example: tf.train.Example, name: str) -> str:
     """The UTF-8 text of a one-value bytes feature (label_name, filename) of an example written here."""
     return example.features.feature[name].bytes_list.value[0].decode("utf-8")
-
-
-def _tf_error_detail(err: tf.errors.OpError) -> str:
-    """TF's error message without the '{{function_node ...}}' prefix and '[Op:...]' suffix."""
-    message = err.message.split("}}")[-1]
-    return message.split(" [Op:")[0].strip()
 
 
 def make_example(raw: bytes, label: int, label_name: str, filename: str,
@@ -129,7 +100,7 @@ def _read_file(path: str) -> Tuple[Optional[bytes], Optional[str]]:
         with tf.io.gfile.GFile(path, "rb") as handle:
             return handle.read(), None
     except tf.errors.OpError as err:
-        return None, f"cannot read the file: {_tf_error_detail(err)}"
+        return None, f"cannot read the file: {image_ops.tf_error_detail(err)}"
 
 
 class ReadImageDoFn(beam.DoFn):

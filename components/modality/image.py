@@ -40,10 +40,9 @@ class ImageModality(Modality):
 
     def parse_file(self, content: bytes) -> Tuple[Optional[bytes], Optional[str]]:
         """(content, None) when Transform decodes it to the right pixels, else (None, the reason), the one the
-        exported model gives for the same bytes (example_gen.executor.decode_failure_reason). The bytes are
+        exported model gives for the same bytes (image_ops.decode_failure_reason). The bytes are
         stored as they are: decoding happens in Transform."""
-        from hubtfx.components.example_gen import executor  # pylint: disable=import-outside-toplevel
-        reason = executor.decode_failure_reason(content)
+        reason = image_ops.decode_failure_reason(content)
         return (None, reason) if reason is not None else (content, None)
 
     def preprocess(self, raw: tf.Tensor, custom_config: Mapping[str, Any]) -> Dict[str, tf.Tensor]:
