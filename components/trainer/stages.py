@@ -250,12 +250,13 @@ def judge_by_sign_test(stage2: StageResult, stage1_predicted: np.ndarray, stage2
     test = SignTest.compare(stage1_predicted, stage2_predicted, labels)
     stage2.sign_test = test
     counts = f"fixed {test.fixed} and broke {test.broken} of stage 1's {len(labels)} validation predictions"
-    if test.p_value > significance:
-        stage2.outcome = (f"not kept: its best epoch ({stage2.best_epoch}) {counts}, sign-test p {test.p_value:.3f} "
+    p_value = test.p_value
+    if p_value > significance:
+        stage2.outcome = (f"not kept: its best epoch ({stage2.best_epoch}) {counts}, sign-test p {p_value:.3f} "
                           f"> stage2_significance {significance:g}")
         stage2.best_epoch = 0
     else:
-        stage2.outcome += f"; it {counts} (sign-test p {test.p_value:.3f})"
+        stage2.outcome += f"; it {counts} (sign-test p {p_value:.3f})"
 
 
 class KeepBestOnValidation(tf_keras.callbacks.Callback):
