@@ -14,3 +14,6 @@ INGESTION_REPORT_FILE = "ingestion_report.json"
 
 # The Trainer, in its ModelRun artifact: what each training stage chose and did, and which one was kept.
 TRAINING_HISTORY_FILE = "training_history.json"
+# The per-epoch curve of mean cross-entropy (nats) without the head's L2 penalty, in each stage's "history" (and
+# "val_" + it on the validation slice): the loss comparable across stages.
+HISTORY_CROSS_ENTROPY = "cross_entropy"

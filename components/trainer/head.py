@@ -4,11 +4,13 @@ The backbone is frozen, so stage 1 is multinomial logistic regression on fixed f
 solved with scikit-learn's `LogisticRegressionCV` (L-BFGS, standardised features), which also chooses the L2
 strength by stratified k-fold cross-validation on the *training* features only. Where the module offers feature
 levels (pooled intermediate blocks, see ModuleContract.feature_levels), the same cross-validation chooses between
-the final feature vector alone and all levels concatenated. The fit is then folded into one Dense layer (the
-standardisation goes into its weights), so the exported model needs nothing from scikit-learn.
+the final feature vector alone and all levels concatenated. The fit becomes a fixed standardisation layer and one
+Dense layer (model.build_head), so the exported model needs nothing from scikit-learn.
 
-Why not Keras epochs: with Adam 1e-3 for 30 epochs the head was far from converged (training accuracy 0.71 where
-the converged probe reaches 0.81, issue 12), and early stopping needed the eval split.
+Why the standardisation stays a layer instead of being folded into the Dense weights: stage 2 continues from these
+weights and keeps stage 1's objective, the cross-validated L2 penalty on the kernel (HeadFit.l2_per_example), which
+is only the same penalty in the standardised space it was chosen in.
+
 """
 import dataclasses
 import logging
@@ -54,15 +56,18 @@ class Features:
 
 @dataclasses.dataclass
 class HeadFit:
-    """A fitted linear head: logits = features[levels] @ kernel + bias.
+    """A fitted linear head: logits = ((features[levels] - mean) / std) @ kernel + bias.
 
-    kernel float32 [features, classes] and bias float32 [classes] already include the standardisation.
+    mean and std float32 [features] are the training features' standardisation (std floored, see STD_FLOOR);
+    kernel float32 [features, classes] and bias float32 [classes] act on standardised features.
     cv_log_loss and cv_accuracy are the mean out-of-fold scores at the chosen C (None without cross-validation);
     candidates holds every level set tried with its cross-validated log loss.
     """
 
     levels: Tuple[str, ...]
     c: float
+    mean: np.ndarray
+    std: np.ndarray
     kernel: np.ndarray
     bias: np.ndarray
     folds: int
@@ -72,7 +77,12 @@ class HeadFit:
     seconds: float = 0.0
 
     def logits(self, features: Features, rows: Optional[np.ndarray] = None) -> np.ndarray:
-        return features.matrix(self.levels, rows) @ self.kernel + self.bias
+        return ((features.matrix(self.levels, rows) - self.mean) / self.std) @ self.kernel + self.bias
+
+    def l2_per_example(self, examples: int) -> float:
+        """The fit's L2 penalty as Keras writes it on a mean loss over `examples` examples: scikit-learn minimises
+        C * sum(cross-entropy) + ||kernel||^2 / 2, i.e. mean(cross-entropy) + ||kernel||^2 / (2 * C * examples)."""
+        return 1.0 / (2.0 * self.c * max(examples, 1))
 
     def summary(self) -> Dict:
         """The choices made, for training_history.json, the run summary and the report."""
@@ -113,16 +123,17 @@ def fit_head(features: Features, num_classes: int, candidates: Sequence[Tuple[st
         missing = [int(i) for i in np.flatnonzero(present == 0)]
         raise ValueError(f"Classes {missing} have no training examples; every class needs some in the train split.")
     if fixed is not None:
-        kernel, bias = _fit(features.matrix(fixed.levels, rows), labels, num_classes, fixed.c, class_weight)
-        return dataclasses.replace(fixed, kernel=kernel, bias=bias, cv_log_loss=None, cv_accuracy=None,
-                                   folds=0, seconds=time.monotonic() - started)
+        mean, std, kernel, bias = _fit(features.matrix(fixed.levels, rows), labels, num_classes, fixed.c,
+                                       class_weight)
+        return dataclasses.replace(fixed, mean=mean, std=std, kernel=kernel, bias=bias, cv_log_loss=None,
+                                   cv_accuracy=None, folds=0, seconds=time.monotonic() - started)
     folds = cv_folds(labels, folds)
     if folds < 2:
         logging.warning("[stage 1] a class has a single training example: no cross-validation possible; using "
                         "C = 1 and the feature vector alone.")
         levels = tuple(candidates[0])
-        kernel, bias = _fit(features.matrix(levels, rows), labels, num_classes, 1.0, class_weight)
-        return HeadFit(levels, 1.0, kernel, bias, folds=0, seconds=time.monotonic() - started)
+        mean, std, kernel, bias = _fit(features.matrix(levels, rows), labels, num_classes, 1.0, class_weight)
+        return HeadFit(levels, 1.0, mean, std, kernel, bias, folds=0, seconds=time.monotonic() - started)
     results = []
     for levels in candidates:
         c, log_loss, accuracy = _cross_validate(features.matrix(levels, rows), labels, folds, class_weight, seed)
@@ -132,8 +143,8 @@ def fit_head(features: Features, num_classes: int, candidates: Sequence[Tuple[st
     best = min(range(len(results)), key=lambda i: (round(results[i]["cv_log_loss"], 6), i))
     chosen = results[best]
     levels = tuple(chosen["levels"])
-    kernel, bias = _fit(features.matrix(levels, rows), labels, num_classes, chosen["c"], class_weight)
-    return HeadFit(levels, chosen["c"], kernel, bias, folds, chosen["cv_log_loss"], chosen["cv_accuracy"],
+    mean, std, kernel, bias = _fit(features.matrix(levels, rows), labels, num_classes, chosen["c"], class_weight)
+    return HeadFit(levels, chosen["c"], mean, std, kernel, bias, folds, chosen["cv_log_loss"], chosen["cv_accuracy"],
                    results, time.monotonic() - started)
 
 
@@ -198,8 +209,9 @@ def _cross_validate(x: np.ndarray, labels: np.ndarray, folds: int, class_weight:
 
 
 def _fit(x: np.ndarray, labels: np.ndarray, num_classes: int, c: float,
-         class_weight: Optional[str]) -> Tuple[np.ndarray, np.ndarray]:
-    """Kernel [d, classes] and bias [classes] (float32) of the L2 logistic regression, standardisation folded in."""
+         class_weight: Optional[str]) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mean [d], std [d], kernel [d, classes], bias [classes]), float32: the L2 logistic regression on x
+    standardised with mean and std."""
     mean, std = _standardisation(x)
     standardised = (x - mean) / std
     basis = _row_space(standardised)
@@ -213,6 +225,6 @@ def _fit(x: np.ndarray, labels: np.ndarray, num_classes: int, c: float,
         coef[classifier.classes_[1]], intercept[classifier.classes_[1]] = classifier.coef_[0], classifier.intercept_[0]
     else:
         coef[classifier.classes_], intercept[classifier.classes_] = classifier.coef_, classifier.intercept_
-    kernel = (basis @ coef.T) / std[:, None]
-    bias = intercept - mean @ kernel
-    return kernel.astype(np.float32), bias.astype(np.float32)
+    kernel = basis @ coef.T
+    return (mean.astype(np.float32), std.astype(np.float32), kernel.astype(np.float32),
+            intercept.astype(np.float32))

@@ -10,14 +10,17 @@ import logging
 import re
 from typing import Callable, List, Optional, Sequence, Set
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_hub as hub
 import tf_keras
 
+from hubtfx.components.common import artifact_files
 from hubtfx.components.common.contract import DEFAULT_LEVEL
 from hubtfx.components.trainer.params import FALLBACK_FRACTION_PER_BLOCK
 
 LEVEL_ARGUMENTS = {"return_levels": True}
+CROSS_ENTROPY = artifact_files.HISTORY_CROSS_ENTROPY  # a metric: mean cross-entropy (nats), no L2 penalty
 
 _BLOCK_RE = re.compile(r"(?:^|/)block_(\d+)(?:/|_)")
 _HEAD_RE = re.compile(r"(?:^|/)head(?:/|_)")
@@ -95,10 +98,19 @@ def fine_tunable_backbone(module_path: str, blocks: Optional[int],
     return layer
 
 
-def build_head(num_classes: int, dropout: float) -> tf_keras.Sequential:
-    """Dropout + dense logits over backbone features."""
-    return tf_keras.Sequential(
-        [tf_keras.layers.Dropout(dropout), tf_keras.layers.Dense(num_classes, name="logits")], name="head")
+def build_head(num_classes: int, dropout: float, mean=None, std=None, kernel_l2: float = 0.0) -> tf_keras.Sequential:
+    """[standardisation] + dropout + dense logits over backbone features float32 [b, d] -> [b, num_classes].
+
+    mean, std (float [d]): a fixed, non-trainable standardisation (x - mean) / std before the dense layer (see
+    head.HeadFit); None: none. kernel_l2: the dense kernel's L2 penalty per example (head.HeadFit.l2_per_example).
+    """
+    layers = []
+    if mean is not None:
+        layers.append(tf_keras.layers.Normalization(mean=mean, variance=np.square(std), name="standardise"))
+    layers += [tf_keras.layers.Dropout(dropout),
+               tf_keras.layers.Dense(num_classes, name="logits",
+                                     kernel_regularizer=tf_keras.regularizers.L2(kernel_l2) if kernel_l2 else None)]
+    return tf_keras.Sequential(layers, name="head")
 
 
 def set_head_weights(head: tf_keras.Model, kernel, bias) -> None:
@@ -126,7 +138,9 @@ def compile_classifier(model: tf_keras.Model, learning_rate) -> None:
     model.compile(
         optimizer=tf_keras.optimizers.Adam(learning_rate),
         loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        # The loss includes the head's L2 penalty; cross_entropy alone is what stage 1's reference is compared with.
+        metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                 tf_keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name=CROSS_ENTROPY)],
     )
     if model.built:
         # Creating the optimizer's slot variables now spares fit() a second trace of the training step: a

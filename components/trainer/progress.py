@@ -6,6 +6,7 @@ either mode by replacing `bars_wanted`. Here, beside the Trainer's epoch logger,
 must not import the orchestration layer (hubtfx.pipeline), while `hubtfx predict` may import this.
 """
 import sys
+from typing import Optional
 
 from tqdm import tqdm
 
@@ -18,7 +19,8 @@ def bars_wanted() -> bool:
         return False
 
 
-def bar(total: int, description: str, unit: str) -> tqdm:
-    """A bar on stderr that disappears when closed, or, without a terminal, a tqdm that draws nothing."""
+def bar(total: Optional[int], description: str, unit: str) -> tqdm:
+    """A bar on stderr that disappears when closed, or, without a terminal, a tqdm that draws nothing (its
+    `disable` is then True). total None: a count and a rate, for inputs of unknown length."""
     return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True,
                 disable=not bars_wanted())

@@ -168,7 +168,10 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, image_size, num_
         logging.info("Stage 2 %s.", skipped.outcome)
         return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, skipped], "stage1")
     backbone = model.fine_tunable_backbone(module_path, params.fine_tune_blocks, fit.levels)
-    tuned = _classifier(backbone, fitting_fit, num_classes, params.dropout, image_size)
+    # Stage 2 minimises stage 1's objective (same L2 on the head) while the top blocks move: without it, the head
+    # drifts from the cross-validated optimum towards over-confidence on the fitting slice.
+    tuned = _classifier(backbone, fitting_fit, num_classes, params.dropout, image_size,
+                        fitting_fit.l2_per_example(len(fitting_rows)))
     fitting, validation = stages.split_images(train, held_out, params.batch_size, params.seed)
     stage2 = stages.fine_tune(fitting, validation, tuned, backbone.selected_variable_names, params,
                               -(-len(fitting_rows) // params.batch_size), reference, log_dir, modality=modality)
@@ -196,8 +199,9 @@ def level_candidates(available, choice: str):
     return candidates
 
 
-def _classifier(backbone, fit: head_lib.HeadFit, num_classes: int, dropout: float, image_size) -> tf_keras.Model:
-    head = model.build_head(num_classes, dropout)
+def _classifier(backbone, fit: head_lib.HeadFit, num_classes: int, dropout: float, image_size,
+                kernel_l2: float = 0.0) -> tf_keras.Model:
+    head = model.build_head(num_classes, dropout, fit.mean, fit.std, kernel_l2)
     model.set_head_weights(head, fit.kernel, fit.bias)
     return model.build_classifier(backbone, head, image_size, fit.levels)
 

@@ -39,6 +39,9 @@ DIVERGED_LOSS = 100.0
 # Stage 2 is rolled back at once when its validation loss exceeds stage 1's by this factor: fine-tuning at a sane
 # learning rate moves it by a few per cent per epoch; a jump like this is the collapse seen with SGD at 3e-3.
 BLOWUP_FACTOR = 3.0
+# What "validation loss" means below: the held-out cross-entropy, comparable with stage 1's (Keras' val_loss also
+# holds the head's L2 penalty).
+VALIDATION_CROSS_ENTROPY = "val_" + model.CROSS_ENTROPY
 
 
 @dataclasses.dataclass
@@ -127,18 +130,6 @@ def without_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def feature_extractor(backbone, image_spec: tf.TensorSpec):
-    """The frozen backbone as one tf.function for every split and batch size.
-
-    The signature leaves the batch dimension open, so the eval split and a last, smaller batch reuse the one trace
-    instead of tracing the Hub module again (about half a second each time for EfficientNet-Lite0). The
-    backbone runs in a plain tf.function, not inside tf.data: tracing a Hub module in a dataset map is slow, and a
-    distribution strategy can place a tf.function call but not a dataset map.
-    """
-    spec = tf.TensorSpec([None, *image_spec.shape[1:]], image_spec.dtype)
-    return tf.function(lambda images: backbone(images, training=False), input_signature=[spec], autograph=False)
-
-
-def feature_extractor(backbone, image_spec: tf.TensorSpec):
     """The frozen backbone as one tf.function for every batch size: images -> features, or a dict of levels.
 
     The signature leaves the batch dimension open, so a last, smaller batch reuses the one trace instead of
@@ -162,14 +153,17 @@ def extract_features(images_and_labels: tf.data.Dataset, extract, split: str = "
     chunks: Dict[str, List[np.ndarray]] = {}
     labels: List[np.ndarray] = []
     count, started = 0, time.monotonic()
-    for images, batch_labels in without_autotuning(images_and_labels):
-        outputs = extract(images)
-        for name, value in (outputs.items() if isinstance(outputs, dict) else [(DEFAULT_LEVEL, outputs)]):
-            chunks.setdefault(name, []).append(value.numpy())
-        labels.append(batch_labels.numpy().astype(np.int64))
-        count += len(labels[-1])
-        if count // _FEATURE_LOG_EVERY != (count - len(labels[-1])) // _FEATURE_LOG_EVERY:
-            _log_feature_progress(split, count, started)
+    # On a terminal a bar counts the images; elsewhere a log line every _FEATURE_LOG_EVERY images does.
+    with progress.bar(None, f"[stage 1] {split} features", "image") as bar:
+        for images, batch_labels in without_autotuning(images_and_labels):
+            outputs = extract(images)
+            for name, value in (outputs.items() if isinstance(outputs, dict) else [(DEFAULT_LEVEL, outputs)]):
+                chunks.setdefault(name, []).append(value.numpy())
+            labels.append(batch_labels.numpy().astype(np.int64))
+            count += len(labels[-1])
+            bar.update(len(labels[-1]))
+            if bar.disable and count // _FEATURE_LOG_EVERY != (count - len(labels[-1])) // _FEATURE_LOG_EVERY:
+                _log_feature_progress(split, count, started)
     _log_feature_progress(split, count, started)
     if not count:
         raise ValueError(f"The {split} split has no examples; check the eval_percent and the data folder.")
@@ -290,7 +284,7 @@ class KeepBestOnValidation(tf_keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
-        loss = float((logs or {}).get("val_loss", float("nan")))
+        loss = float((logs or {}).get(VALIDATION_CROSS_ENTROPY, float("nan")))
         accuracy = float((logs or {}).get("val_accuracy", 0.0))
         if self.stopped_because:
             return
@@ -372,14 +366,14 @@ def fine_tune(fitting: tf.data.Dataset, validation: tf.data.Dataset, classifier:
     curves = _history(history)
     if keep_best.best_epoch:
         best = keep_best.best_epoch - 1
-        loss, accuracy = curves["val_loss"][best], curves["val_accuracy"][best]
+        loss, accuracy = curves[VALIDATION_CROSS_ENTROPY][best], curves["val_accuracy"][best]
         outcome = (f"kept: validation loss {loss:.4f} at epoch {keep_best.best_epoch} beat stage 1's "
                    f"{reference['loss']:.4f}")
     else:
         # What stage 2 reached at its lowest validation loss, though stage 1 is what is kept.
-        losses = [v if np.isfinite(v) else float("inf") for v in curves.get("val_loss", [])]
+        losses = [v if np.isfinite(v) else float("inf") for v in curves.get(VALIDATION_CROSS_ENTROPY, [])]
         best = int(np.argmin(losses)) if losses else None
-        loss = curves["val_loss"][best] if best is not None else float("nan")
+        loss = curves[VALIDATION_CROSS_ENTROPY][best] if best is not None else float("nan")
         accuracy = curves["val_accuracy"][best] if best is not None else float("nan")
         outcome = ("rolled back to stage 1: " + keep_best.stopped_because + "; lower --stage2-learning-rate"
                    if keep_best.stopped_because else

@@ -158,7 +158,8 @@ def _plain(text: str) -> str:
 
 def stage_curves_png(stage: str, history: Dict[str, List[float]]) -> bytes:
     figure = Figure(figsize=(8, 3))
-    for axis, metric in zip(figure.subplots(1, 2), ["loss", "accuracy"]):
+    # Cross-entropy, not Keras' loss: the loss also holds the head's L2 penalty.
+    for axis, metric in zip(figure.subplots(1, 2), [artifact_files.HISTORY_CROSS_ENTROPY, "accuracy"]):
         # The validation curve is the slice held out of the train split, never the eval split.
         for key, label in [(metric, "fitting slice (augmented)"), ("val_" + metric, "validation slice")]:
             values = history.get(key, [])

@@ -1,4 +1,4 @@
-"""Stage 1's head: a converged, cross-validated L2 logistic regression folded into one Dense layer."""
+"""Stage 1's head: a converged, cross-validated L2 logistic regression on standardised features."""
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -25,20 +25,29 @@ def test_a_separable_problem_is_solved_to_convergence():
     assert fit.cv_accuracy == pytest.approx(1.0)
 
 
-def test_the_folded_kernel_equals_scikit_learn_on_standardised_features_more_dims_than_rows():
+def test_the_kernel_equals_scikit_learn_on_standardised_features_more_dims_than_rows():
     # 30 rows, 200 dims: the fit runs in the rows' span; it must still be the full-space solution.
     x, labels = _blobs(10, 3, 200, separation=0.5, seed=1)
-    kernel, bias = head._fit(x, labels, 3, 0.05, None)
-    mean, std = head._standardisation(x)
-    direct = LogisticRegression(C=0.05, max_iter=10000, tol=1e-10).fit((x - mean) / std, labels)
-    np.testing.assert_allclose(_probabilities(x @ kernel + bias), direct.predict_proba((x - mean) / std), atol=2e-3)
+    mean, std, kernel, bias = head._fit(x, labels, 3, 0.05, None)
+    np.testing.assert_allclose((mean, std), head._standardisation(x), rtol=1e-6)
+    standardised = (x - mean) / std
+    direct = LogisticRegression(C=0.05, max_iter=10000, tol=1e-10).fit(standardised, labels)
+    np.testing.assert_allclose(_probabilities(standardised @ kernel + bias), direct.predict_proba(standardised),
+                               atol=2e-3)
+
+
+def test_the_l2_penalty_per_example_is_scikit_learns_objective_divided_by_c_times_n():
+    # C * sum(CE) + ||w||^2 / 2 over n examples  ==  C * n * (mean(CE) + ||w||^2 / (2 * C * n)).
+    x, labels = _blobs(10, 3, 6, separation=1.0, seed=6)
+    fit = head.fit_head(head.Features({"default": x}, labels), 3, [("default",)], 5, None, 0)
+    assert fit.l2_per_example(30) == pytest.approx(1.0 / (2 * fit.c * 30))
 
 
 def test_two_classes_give_two_logits_with_the_right_order():
     x, labels = _blobs(8, 2, 5, separation=3.0, seed=2)
-    kernel, bias = head._fit(x, labels, 2, 1.0, None)
+    mean, std, kernel, bias = head._fit(x, labels, 2, 1.0, None)
     assert kernel.shape == (5, 2) and bias.shape == (2,)
-    assert ((x @ kernel + bias).argmax(1) == labels).mean() > 0.9
+    assert ((((x - mean) / std) @ kernel + bias).argmax(1) == labels).mean() > 0.9
 
 
 def test_cross_validation_picks_the_informative_levels_and_a_stronger_penalty_for_noise():

@@ -59,3 +59,17 @@ def test_head_outputs_logits_per_class():
     head = model.build_head(5, 0.5)
     assert head(tf.zeros([2, 16])).shape == (2, 5)
     assert isinstance(head, tf_keras.Model)
+
+
+def test_a_standardising_head_computes_the_fits_logits_and_trains_only_the_dense_layer():
+    rng = np.random.default_rng(1)
+    x = rng.normal(loc=3.0, scale=[0.1, 1.0, 10.0, 2.0], size=(6, 4)).astype("float32")
+    mean, std = x.mean(0), x.std(0)
+    kernel = rng.normal(size=(4, 3)).astype("float32")
+    bias = rng.normal(size=3).astype("float32")
+    head = model.build_head(3, 0.0, mean, std, kernel_l2=0.01)
+    model.set_head_weights(head, kernel, bias)
+    np.testing.assert_allclose(head(x).numpy(), ((x - mean) / std) @ kernel + bias, rtol=1e-4, atol=1e-4)
+    assert {w.name.split("/")[0] for w in head.trainable_weights} == {"logits"}
+    # The penalty Keras adds to the loss is kernel_l2 * ||kernel||^2 (head.HeadFit.l2_per_example).
+    np.testing.assert_allclose(float(tf.add_n(head.losses)), 0.01 * np.sum(np.square(kernel)), rtol=1e-5)

@@ -42,6 +42,27 @@ def test_features_of_every_level_come_from_one_pass_in_dataset_order(tiny_module
     np.testing.assert_array_equal(features.labels, np.arange(21) % 3)
 
 
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_feature_pass_shows_a_bar_on_a_terminal_and_log_lines_elsewhere(terminal, tiny_module, monkeypatch,
+                                                                            capsys, caplog):
+    monkeypatch.setattr(progress, "bars_wanted", lambda: terminal)
+    monkeypatch.setattr(stages, "_FEATURE_LOG_EVERY", 8)
+    train = _images(21, 4)
+    with caplog.at_level(logging.INFO):
+        stages.extract_features(train, stages.feature_extractor(model.frozen_backbone(tiny_module),
+                                                                train.element_spec[0]))
+    lines = [r.getMessage() for r in caplog.records if "train features" in r.getMessage()]
+    err = capsys.readouterr().err
+    if terminal:  # the bar counts; one closing line stays in the log
+        assert "[stage 1] train features" in err and "image/s" in err
+        assert [line.split(" (")[0] for line in lines] == ["[stage 1] train features: 21 images"]
+    else:
+        assert "\r" not in err
+        assert [line.split(" (")[0] for line in lines] == [
+            "[stage 1] train features: 8 images", "[stage 1] train features: 16 images",
+            "[stage 1] train features: 21 images"]
+
+
 def test_one_trace_serves_every_batch_size(tiny_module):
     extract = stages.feature_extractor(model.frozen_backbone(tiny_module), _images(5, 4).element_spec[0])
     for size in (4, 1, 3):
@@ -161,14 +182,14 @@ def test_an_epoch_must_lower_the_loss_without_lowering_accuracy_to_be_kept():
     net, callback = _callback_on_a_model({"loss": 1.0, "accuracy": 0.8})
     start = net.get_weights()
     net.set_weights([w + 1 for w in start])
-    callback.on_epoch_end(0, {"val_loss": 0.5, "val_accuracy": 0.7})  # lower loss, worse accuracy: not better
+    callback.on_epoch_end(0, {"val_cross_entropy": 0.5, "val_accuracy": 0.7})  # lower loss, worse accuracy: not better
     assert callback.best_epoch == 0 and not net.stop_training
-    callback.on_epoch_end(1, {"val_loss": 0.6, "val_accuracy": 0.8})  # lower loss, same accuracy: better
+    callback.on_epoch_end(1, {"val_cross_entropy": 0.6, "val_accuracy": 0.8})  # lower loss, same accuracy: better
     assert callback.best_epoch == 2
     kept = net.get_weights()
     net.set_weights([w + 1 for w in kept])
-    callback.on_epoch_end(2, {"val_loss": 0.7, "val_accuracy": 0.9})
-    callback.on_epoch_end(3, {"val_loss": 0.7, "val_accuracy": 0.9})
+    callback.on_epoch_end(2, {"val_cross_entropy": 0.7, "val_accuracy": 0.9})
+    callback.on_epoch_end(3, {"val_cross_entropy": 0.7, "val_accuracy": 0.9})
     assert net.stop_training  # patience 2 ran out
     callback.on_train_end()
     for restored, expected in zip(net.get_weights(), kept):
@@ -179,7 +200,7 @@ def test_a_validation_loss_that_blows_up_stops_at_once_and_restores_stage_1():
     net, callback = _callback_on_a_model({"loss": 0.4, "accuracy": 0.9}, patience=5)
     start = net.get_weights()
     net.set_weights([w * 3 for w in start])
-    callback.on_epoch_end(0, {"val_loss": 1.3, "val_accuracy": 0.5})
+    callback.on_epoch_end(0, {"val_cross_entropy": 1.3, "val_accuracy": 0.5})
     assert net.stop_training and "blew up to 1.3" in callback.stopped_because
     callback.on_train_end()
     for restored, expected in zip(net.get_weights(), start):
