@@ -17,7 +17,10 @@ import tf_keras
 
 from hubtfx.components.common import artifact_files
 from hubtfx.components.common.contract import DEFAULT_LEVEL
+from hubtfx.components.trainer import autograph_rules
 from hubtfx.components.trainer.params import FALLBACK_FRACTION_PER_BLOCK
+
+autograph_rules.skip_tf_keras()  # before any Keras fit in this process: see autograph_rules
 
 LEVEL_ARGUMENTS = {"return_levels": True}
 CROSS_ENTROPY = artifact_files.HISTORY_CROSS_ENTROPY  # a metric: mean cross-entropy (nats), no L2 penalty

@@ -1,8 +1,7 @@
 """The `hubtfx` console script (and `python -m hubtfx.pipeline.cli`): quiets TensorFlow, then runs the command.
 
-TensorFlow reads TF_CPP_MIN_LOG_LEVEL once, when it is first imported, and building the parser imports it
-(PipelineConfig -> the Trainer's parameters -> TensorFlow). Set after that, as the command line used to, it came
-too late: on a CPU machine every command began with TensorFlow's "Unable to register cuDNN/cuFFT/cuBLAS factory",
+TensorFlow reads TF_CPP_MIN_LOG_LEVEL once, when it is first imported, and every command but --help imports it.
+Set after that, as the command line used to, it came too late: on a CPU machine every command began with TensorFlow's "Unable to register cuDNN/cuFFT/cuBLAS factory",
 "Could not find cuda drivers" and oneDNN lines. So this module, and the package __init__ files that run before it
 (hubtfx.pipeline, hubtfx.pipeline.cli), import nothing heavy, and `main` sets the level before importing the
 commands.

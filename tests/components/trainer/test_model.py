@@ -73,3 +73,12 @@ def test_a_standardising_head_computes_the_fits_logits_and_trains_only_the_dense
     assert {w.name.split("/")[0] for w in head.trainable_weights} == {"logits"}
     # The penalty Keras adds to the loss is kernel_l2 * ||kernel||^2 (head.HeadFit.l2_per_example).
     np.testing.assert_allclose(float(tf.add_n(head.losses)), 0.01 * np.sum(np.square(kernel)), rtol=1e-5)
+
+
+def test_importing_the_model_module_keeps_autograph_away_from_tf_keras():
+    from tensorflow.python.autograph.core import config as autograph_config  # pylint: disable=import-outside-toplevel
+    prefixes = [getattr(rule, "_prefix", None) for rule in autograph_config.CONVERSION_RULES]
+    assert prefixes.count("tf_keras") == 1  # added once, however often skip_tf_keras runs
+    from hubtfx.components.trainer import autograph_rules  # pylint: disable=import-outside-toplevel
+    autograph_rules.skip_tf_keras()
+    assert [getattr(r, "_prefix", None) for r in autograph_config.CONVERSION_RULES].count("tf_keras") == 1

@@ -41,6 +41,15 @@ def test_the_entry_point_imports_nothing_heavy_before_quieting_tensorflow():
     assert result.stdout.strip() == "[]"
 
 
+def test_building_the_parser_does_not_import_tensorflow():
+    # --help and usage errors answer at once: the parser needs PipelineConfig and the Trainer's parameters only.
+    probe = ("import sys; from hubtfx.pipeline.cli import commands; commands.build_parser(); "
+             "print(sorted(m for m in ('tensorflow', 'tfx') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
+    assert result.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("argv, verbose", [
     (["--verbose", "run"], True), (["--verb", "run"], True), (["run", "--verbose"], False),
     (["--", "--verbose"], False), (["--help"], False), ([], False),
