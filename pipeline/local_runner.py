@@ -1,8 +1,12 @@
 """Runs `create_pipeline(config)` locally: LocalDagRunner, Beam DirectRunner, SQLite ML Metadata."""
+import contextlib
 import logging
+import re
 
+from tqdm.contrib.logging import logging_redirect_tqdm
 from tfx import v1 as tfx
 
+from hubtfx.components.trainer import progress
 from hubtfx.pipeline import output_folder
 from hubtfx.pipeline.config import PipelineConfig
 from hubtfx.pipeline.pipeline import create_pipeline
@@ -37,11 +41,51 @@ def run_local(config: PipelineConfig) -> run_summary.RunSummary:
 def _run_pipeline(config: PipelineConfig) -> run_summary.RunSummary:
     logging.info("Running pipeline %r: data %s, output %s", config.pipeline_name, config.resolved_data_root,
                  config.output_dir)
-    tfx.orchestration.LocalDagRunner().run(
-        create_pipeline(config, metadata_connection_config(config), LOCAL_BEAM_ARGS))
+    pipeline = create_pipeline(config, metadata_connection_config(config), LOCAL_BEAM_ARGS)
+    with component_progress(len(pipeline.components)):
+        tfx.orchestration.LocalDagRunner().run(pipeline)
     summary = run_summary.summarize(config, metadata_connection_config(config))
     summary.report_path = write_report_or_warn(config)
     return summary
+
+
+# LocalDagRunner (tfx/orchestration/local/local_dag_runner.py, TFX 1.16) logs these through absl around each node.
+_COMPONENT_LINE = re.compile(r"Component (\S+) is (running|finished)\.")
+
+
+class _ComponentBar(logging.Filter):
+    """Moves a bar over the pipeline's components on LocalDagRunner's log lines; lets every record through."""
+
+    def __init__(self, bar):
+        super().__init__()
+        self._bar = bar
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = _COMPONENT_LINE.search(record.getMessage())
+        if match and match.group(2) == "running":
+            self._bar.set_postfix_str(match.group(1))
+        elif match:
+            self._bar.update(1)
+        return True
+
+
+@contextlib.contextmanager
+def component_progress(total: int):
+    """On a terminal (progress.bars_wanted), a bar over the `total` components for the duration; log lines are
+    written above it. Elsewhere nothing changes: the component log lines are the progress."""
+    bar = progress.bar(total, "[pipeline]", "component")
+    if bar.disable:
+        yield
+        return
+    watcher = _ComponentBar(bar)
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addFilter(watcher)
+    try:
+        with logging_redirect_tqdm():
+            yield
+    finally:
+        absl_logger.removeFilter(watcher)
+        bar.close()
 
 
 def write_report_or_warn(config: PipelineConfig) -> str:

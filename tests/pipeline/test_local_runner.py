@@ -3,9 +3,11 @@ import dataclasses
 import glob
 import io
 import json
+import logging
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 from PIL import Image
@@ -98,3 +100,27 @@ def test_transform_resizes_as_the_module_contract_says_for_training_and_serving(
     np.testing.assert_allclose(transformed, image_ops.decode_batch(tf.constant([raw]), size, (0, 1), "bicubic"),
                                atol=1e-6)
     assert np.abs(transformed - image_ops.decode_batch(tf.constant([raw]), size, (0, 1), "bilinear")).max() > 1e-3
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_bar_follows_the_component_sequence_on_a_terminal_only(terminal, monkeypatch, capsys, caplog):
+    from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+    from hubtfx.components.trainer import progress  # pylint: disable=import-outside-toplevel
+
+    monkeypatch.setattr(progress, "bars_wanted", lambda: terminal)
+    absl_logger = logging.getLogger("absl")
+    filters_before = list(absl_logger.filters)
+    with caplog.at_level(logging.INFO), local_runner.component_progress(2):
+        for node in ("ExampleGen", "Trainer"):
+            absl_logging.info("Component %s is running.", node)
+            absl_logging.info("Component %s is finished.", node)
+    err = capsys.readouterr().err
+    if terminal:
+        assert "[pipeline]" in err and "component" in err
+    else:
+        assert "[pipeline]" not in err
+    # The log lines reach the log either way, and the bar's hook is gone afterwards.
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Component ")] == [
+        "Component ExampleGen is running.", "Component ExampleGen is finished.",
+        "Component Trainer is running.", "Component Trainer is finished."]
+    assert absl_logger.filters == filters_before
