@@ -5,6 +5,7 @@ import os
 import tempfile
 
 from hubtfx.pipeline import cli as main_cli
+from hubtfx.pipeline.config import ConfigError
 
 # Imported lazily by the handlers: TFX and the cloud clients take seconds to import, `hubtfx run` needs neither.
 _TARGETS = ("vertex", "kubeflow")
@@ -13,9 +14,23 @@ _TARGETS = ("vertex", "kubeflow")
 def cmd_compile(args: argparse.Namespace) -> int:
     config = main_cli.config_from_args(args)  # First: a bad config is refused in a second, before TFX loads.
     from hubtfx.kubeflow import runner  # pylint: disable=import-outside-toplevel
-    spec = runner.compile_to_file(config, args.target, args.output)
+    spec = runner.compile_to_file(config, args.target, args.output, allow_local_paths=args.allow_local_paths)
     print(describe(spec, args.output))
     return main_cli.EXIT_OK
+
+
+def cmd_execute_spec(args: argparse.Namespace) -> int:
+    from hubtfx.kubeflow import execute_spec  # pylint: disable=import-outside-toplevel
+    options = execute_spec.Options(
+        backend=args.backend or "", params=args.param or [], pipeline_root=args.pipeline_root or "",
+        metadata_path=args.metadata or "", run_id=args.run_id or "", parallelism=args.parallelism,
+        enable_cache=not args.no_cache, beam_mode=args.beam_mode, log=lambda line: print(line, flush=True))
+    try:
+        result = execute_spec.execute(args.spec, options)
+    except execute_spec.SpecError as e:
+        raise ConfigError(str(e)) from None
+    print(execute_spec.describe(result), flush=True)
+    return main_cli.EXIT_OK if result.succeeded else main_cli.EXIT_FAILED
 
 
 def describe(spec, path: str) -> str:
@@ -72,6 +87,10 @@ def add_commands(commands) -> None:
     compile_parser.add_argument("--target", choices=_TARGETS, required=True)
     compile_parser.add_argument("--output", required=True, metavar="FILE",
                                 help="Spec file to write: .json, or .yaml (what the KFP UI and kfp.Client take).")
+    compile_parser.add_argument("--allow-local-paths", action="store_true",
+                                help="Dry run: a spec for `hubtfx execute-spec` on this machine, which may name local "
+                                     "folders, this machine's module and schema (no image or project needed). "
+                                     "Such a spec cannot run on a cluster.")
     main_cli.add_config_flags(compile_parser)
     compile_parser.set_defaults(handler=cmd_compile)
 
@@ -93,3 +112,27 @@ def add_commands(commands) -> None:
                                  help="Print the requests the client would send; send nothing.")
     main_cli.add_config_flags(schedule_parser)
     schedule_parser.set_defaults(handler=cmd_schedule)
+
+    execute_parser = commands.add_parser(
+        "execute-spec", help="Run a compiled spec on this machine, task by task, as the KFP / Vertex launcher would.",
+        description="Run a spec written by `hubtfx compile` on this machine: each container task gets the "
+                    "ExecutorInput the backend would build and runs its own command with this environment's "
+                    "Python; importers import, Vertex resolvers query the local record of earlier runs (an ML "
+                    "Metadata SQLite file), Dataflow steps run on the local Beam DirectRunner. Compile with "
+                    "--allow-local-paths for a spec whose folders are on this machine.")
+    execute_parser.add_argument("spec", metavar="SPEC", help="The compiled spec, .json or .yaml.")
+    execute_parser.add_argument("--param", action="append", metavar="NAME=VALUE",
+                                help="A runtime parameter value (repeatable), e.g. --param data_root=/data/flowers.")
+    execute_parser.add_argument("--backend", choices=("kubeflow", "vertex"),
+                                help="Whose launcher to imitate [default: vertex if the spec has resolvers or "
+                                     "preCacheCheck hooks, else kubeflow].")
+    execute_parser.add_argument("--pipeline-root", help="Where artifacts go [default: the spec's pipeline root].")
+    execute_parser.add_argument("--metadata", metavar="FILE",
+                                help="The record of runs (SQLite) [default: <pipeline root>/execute_spec_metadata.sqlite].")
+    execute_parser.add_argument("--run-id", help="Run id [default: run-<date>-<time>-<random>].")
+    execute_parser.add_argument("--parallelism", type=int, default=2, help="Tasks run at once [default: 2].")
+    execute_parser.add_argument("--no-cache", action="store_true", help="Run every task, even with a cache hit.")
+    execute_parser.add_argument("--beam-mode", choices=("spec", "in_memory", "multi_processing"), default="spec",
+                                help="Beam DirectRunner mode: 'spec' keeps the spec's (Dataflow becomes "
+                                     "multi_processing) [default: spec].")
+    execute_parser.set_defaults(handler=cmd_execute_spec)
