@@ -17,6 +17,7 @@ import yaml
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 
+from hubtfx.kubeflow import kfp_target
 from hubtfx.pipeline import module_resolution, platform_names
 from hubtfx.pipeline.config import ConfigError, PipelineConfig
 from hubtfx.pipeline.hub_modules import builder, contract as module_contract
@@ -180,7 +181,10 @@ def build_pipeline(config: PipelineConfig, target: str) -> tfx.dsl.Pipeline:
     for component in components:
         if isinstance(component, tfx.components.Trainer):
             component.with_platform_config(trainer_resources(config, target))
-    # As pipeline.create_pipeline builds it.
+    kfp_target.drop_repeated_inputs(components)  # e.g. AnomalyGate's training_examples, when they are its examples
+    if target == "kubeflow":  # KFP 2.x cannot execute resolvers
+        components = kfp_target.replace_baseline_resolver(components, config.push_base_dir)
+    # As pipeline.create_pipeline builds it, from the (possibly changed) components.
     return tfx.dsl.Pipeline(pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
                             components=components, enable_cache=True,
                             beam_pipeline_args=beam_pipeline_args(config, target))
@@ -196,7 +200,7 @@ def compile_spec(config: PipelineConfig, target: str) -> Dict:
     add_parameter_defaults(spec, runtime_parameter_values(config))
     # Both Vertex and KFP read the pipeline root from here, so the spec alone is a complete package.
     spec["defaultPipelineRoot"] = config.pipeline_root
-    return spec
+    return kfp_target.adapt_spec(spec) if target == "kubeflow" else spec
 
 
 def add_parameter_defaults(spec: Dict, values: Dict[str, str]) -> None:

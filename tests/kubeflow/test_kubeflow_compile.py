@@ -76,8 +76,10 @@ def test_every_step_runs_the_configured_image(which, request, image):
     containers = [e["container"] for e in executors(spec).values() if "container" in e]
     assert len(containers) >= 8
     assert {c["image"] for c in containers} == {image}
-    assert all(c["command"][:3] == ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
-               for c in containers if c.get("command") and "lifecycle" not in c)
+    # Vertex runs TFX's entrypoint; KFP 2.x runs it through hubtfx's (kubeflow/container_entrypoint.py).
+    entrypoint = ("hubtfx.kubeflow.container_entrypoint" if which == "kubeflow_spec"
+                  else "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor")
+    assert all(c["command"] == ["python", "-m", entrypoint] for c in containers)
 
 
 def test_module_is_read_from_the_image_with_the_local_builds_identity(vertex_spec, feature_vector_module):
