@@ -24,7 +24,8 @@ def cmd_execute_spec(args: argparse.Namespace) -> int:
     options = execute_spec.Options(
         backend=args.backend or "", params=args.param or [], pipeline_root=args.pipeline_root or "",
         metadata_path=args.metadata or "", run_id=args.run_id or "", parallelism=args.parallelism,
-        enable_cache=not args.no_cache, beam_mode=args.beam_mode, log=lambda line: print(line, flush=True))
+        enable_cache=not args.no_cache, beam_mode=args.beam_mode, warm_start=args.warm_start,
+        log=lambda line: print(line, flush=True))
     try:
         result = execute_spec.execute(args.spec, options)
     except execute_spec.SpecError as e:
@@ -135,4 +136,7 @@ def add_commands(commands) -> None:
     execute_parser.add_argument("--beam-mode", choices=("spec", "in_memory", "multi_processing"), default="spec",
                                 help="Beam DirectRunner mode: 'spec' keeps the spec's (Dataflow becomes "
                                      "multi_processing) [default: spec].")
+    execute_parser.add_argument("--warm-start", action="store_true",
+                                help="Fork each `python -m` task from one interpreter that imported the spec's "
+                                     "modules once (saves ~20 s of CPU per task; the same commands and arguments).")
     execute_parser.set_defaults(handler=cmd_execute_spec)
