@@ -33,6 +33,8 @@ IMAGE_SCHEMA_PATH = posixpath.join(IMAGE_SOURCE_DIR, "schemas", "schema.pbtxt")
 
 # What a dry-run spec (allow_local_paths) names when no image or project is given; nothing pulls or bills them.
 LOCAL_IMAGE = "hubtfx:dry-run"
+# The pipeline-root schemes KFP 2.x's launcher can stage artifacts through.
+KFP_OBJECT_STORES = ("gs://", "s3://", "minio://")
 LOCAL_PROJECT = "dry-run"
 
 DEFAULT_GPU_TYPE = {"vertex": "NVIDIA_TESLA_T4", "kubeflow": "nvidia.com/gpu"}
@@ -115,6 +117,10 @@ def check_cluster_settings(config: PipelineConfig, target: str, allow_local_path
     if config.span_window > 1:
         raise ConfigError("span_window > 1 cannot run on Vertex/Kubeflow: KubeflowV2DagRunner compiles only the "
                           "latest-artifact and latest-blessed-model resolvers. Use span_window 1 (the latest span).")
+    if target == "kubeflow" and not config.output_dir.startswith(KFP_OBJECT_STORES):
+        # launcher_v2.go LocalPathForURI: every output artifact (under the pipeline root) must be in one of these.
+        raise ConfigError(f"output_dir must be a {', '.join(KFP_OBJECT_STORES)} folder for --target kubeflow: the "
+                          f"KFP launcher stages every artifact through object storage; got {config.output_dir!r}.")
     paths = {"output_dir": config.output_dir, "data_root": config.data_root, "serving_dir": config.serving_dir,
              "dataflow_temp_location": config.dataflow_temp_location if target == "vertex" else ""}
     for name, value in paths.items():

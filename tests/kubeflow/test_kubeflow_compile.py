@@ -154,7 +154,7 @@ def test_leak_scan_ignores_cluster_paths_that_merely_contain_local_names():
 
 def test_compile_refuses_a_spec_with_a_home_folder(cluster_config, tmp_path, monkeypatch, feature_vector_module):
     monkeypatch.setenv("HOME", "/srv/someone")
-    config = dataclasses.replace(cluster_config, hub_handle="", output_dir="/srv/someone/hubtfx")
+    config = dataclasses.replace(cluster_config, hub_handle="", data_root="/srv/someone/flowers")
     with pytest.raises(ConfigError, match="/srv/someone"):
         runner.compile_to_file(config, "kubeflow", str(tmp_path / "p.yaml"))
     assert not (tmp_path / "p.yaml").exists()
@@ -195,9 +195,18 @@ def test_vertex_settings_are_checked_before_compiling(cluster_config, change, me
 
 
 def test_kubeflow_accepts_mounted_volumes_but_not_relative_paths(cluster_config):
-    runner.check_cluster_settings(dataclasses.replace(cluster_config, output_dir="/mnt/pipelines"), "kubeflow")
+    runner.check_cluster_settings(dataclasses.replace(cluster_config, data_root="/mnt/data"), "kubeflow")
     with pytest.raises(ConfigError, match="absolute path"):
-        runner.check_cluster_settings(dataclasses.replace(cluster_config, output_dir="out"), "kubeflow")
+        runner.check_cluster_settings(dataclasses.replace(cluster_config, data_root="data"), "kubeflow")
+
+
+@pytest.mark.parametrize("output_dir", ["/mnt/pipelines", "hubtfx_output"])
+def test_kubeflow_pipeline_root_must_be_object_storage(cluster_config, output_dir):
+    """KFP's launcher (LocalPathForURI) stages artifacts only through gs://, s3:// and minio:// roots."""
+    with pytest.raises(ConfigError, match="gs://, s3://, minio:// folder"):
+        runner.check_cluster_settings(dataclasses.replace(cluster_config, output_dir=output_dir), "kubeflow")
+    runner.check_cluster_settings(dataclasses.replace(cluster_config, output_dir="minio://mlpipeline/hubtfx"),
+                                  "kubeflow")
 
 
 @pytest.mark.parametrize("handle", ["/data/modules/my_module", "https://tfhub.dev/google/some/module/1"])
