@@ -258,7 +258,10 @@ class SpecExecution:
         self.run_context = self.metadata.run_context(self.run_id)
         self.upstream = topological_order(loaded)
         self.results: Dict[str, TaskResult] = {}
-        self._lock = threading.Lock()
+        # KFP posts one INPUT event per input name, which ML Metadata refuses for a repeated artifact; how Vertex
+        # records a repeated artifact (e.g. the Evaluator's candidate that the resolver also returns as baseline,
+        # when the Trainer was a cache hit) cannot be checked here, so the vertex emulation records it once.
+        self._one_event_per_artifact = self.backend == "vertex"
 
     # -------------------------------------------------------------------------------------------- orchestration
     def run(self) -> RunResult:
@@ -380,6 +383,7 @@ class SpecExecution:
     def _container_task(self, name: str, work_dir: str) -> TaskResult:
         container = self.loaded.executor(name).container
         inputs = self._input_artifacts(name)
+        self._check_repeated_inputs(inputs)
         executor_input = self._executor_input(name, work_dir, inputs, self._input_parameters(name))
         if os.path.exists(executor_input.outputs.output_file):
             os.remove(executor_input.outputs.output_file)
@@ -397,7 +401,8 @@ class SpecExecution:
                 execution_id, _ = self.metadata.record_execution(
                     local_metadata.CONTAINER_EXECUTION, name, self.run_context, metadata_store_pb2.Execution.CACHED,
                     {k: [a.id for a in v] for k, v in inputs.items()},
-                    {k: self.metadata.artifacts(ids) for k, ids in cached.items()}, {"cache_fingerprint": fingerprint})
+                    {k: self.metadata.artifacts(ids) for k, ids in cached.items()}, {"cache_fingerprint": fingerprint},
+                    self._one_event_per_artifact)
                 return TaskResult(name, "container", CACHED, work_dir=work_dir, execution_id=execution_id,
                                   outputs=cached)
 
@@ -413,8 +418,24 @@ class SpecExecution:
                 runtime, key, component.output_definitions.artifacts[key].artifact_type)]
         execution_id, output_ids = self.metadata.record_execution(
             local_metadata.CONTAINER_EXECUTION, name, self.run_context, metadata_store_pb2.Execution.COMPLETE,
-            {k: [a.id for a in v] for k, v in inputs.items()}, outputs, {"cache_fingerprint": fingerprint})
+            {k: [a.id for a in v] for k, v in inputs.items()}, outputs, {"cache_fingerprint": fingerprint},
+            self._one_event_per_artifact)
         return TaskResult(name, "container", COMPLETE, work_dir=work_dir, execution_id=execution_id, outputs=output_ids)
+
+    def _check_repeated_inputs(self, inputs: Dict[str, List[metadata_store_pb2.Artifact]]) -> None:
+        """KFP's driver creates the execution with its INPUT events before the container starts; ML Metadata
+        refuses a second event for one artifact, so on kubeflow such a task fails before it runs."""
+        if self._one_event_per_artifact:
+            return
+        names: Dict[int, List[str]] = {}
+        for key, artifacts in inputs.items():
+            for artifact in artifacts:
+                names.setdefault(artifact.id, []).append(key)
+        repeated = {artifact_id: keys for artifact_id, keys in names.items() if len(keys) > 1}
+        if repeated:
+            raise SpecError(f"artifact(s) {repeated} arrive under two input names: KFP's driver records one INPUT "
+                            "event per name and ML Metadata refuses the second (\"Given event already exists\"), "
+                            "so the task fails before its container starts")
 
     def _cache_key(self, name: str, executor_input: pipeline_spec_pb2.ExecutorInput,
                    container: pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec) -> str:
@@ -513,7 +534,7 @@ class SpecExecution:
                 f.write(f"filter: {query.filter}\nml-metadata: {mlmd_filter}\nfound: {[a.id for a in found]}\n")
         execution_id, output_ids = self.metadata.record_execution(
             local_metadata.RESOLVER_EXECUTION, name, self.run_context, metadata_store_pb2.Execution.COMPLETE,
-            {k: [a.id for a in v] for k, v in inputs.items()}, outputs)
+            {k: [a.id for a in v] for k, v in inputs.items()}, outputs, None, self._one_event_per_artifact)
         return TaskResult(name, "resolver", COMPLETE, work_dir=work_dir, execution_id=execution_id, outputs=output_ids)
 
     def _resolver_filter(self, query_filter: str, inputs: Dict[str, List[metadata_store_pb2.Artifact]]
@@ -595,14 +616,18 @@ class WarmStarter:
     """
 
     _context = None
+    _lock = threading.Lock()
 
     @classmethod
     def get(cls, loaded: "LoadedSpec") -> "WarmStarter":
         import multiprocessing  # pylint: disable=import-outside-toplevel
-        if cls._context is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(sorted(preload_modules(loaded)))
-            cls._context = context
+        with cls._lock:
+            if cls._context is None:
+                # The fork server inherits this environment when it starts; TensorFlow is imported there once.
+                os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(sorted(preload_modules(loaded)))
+                cls._context = context
         return cls()
 
     def run(self, module_and_args: List[str], env: Dict[str, str], cwd: str, log_path: str) -> int:

@@ -209,19 +209,25 @@ class LocalMetadata:
     # ------------------------------------------------------------------------------------------ executions
     def record_execution(self, type_name: str, task_name: str, run: metadata_store_pb2.Context, state: int,
                          inputs: Dict[str, Sequence[int]], outputs: Dict[str, Sequence[metadata_store_pb2.Artifact]],
-                         properties: Optional[Dict[str, str]] = None) -> Tuple[int, Dict[str, List[int]]]:
+                         properties: Optional[Dict[str, str]] = None,
+                         one_event_per_artifact: bool = False) -> Tuple[int, Dict[str, List[int]]]:
         """Publishes one finished execution with its input and output events; returns (execution id, output ids).
 
         Output artifacts without an id are created; ones with an id (a cache hit, a resolved or re-imported
-        artifact) are linked as they are.
+        artifact) are linked as they are. Inputs get one INPUT event per (input name, artifact), as KFP's
+        CreateExecution posts them, so ML Metadata refuses an artifact under two input names ("Given event already
+        exists"), as it does on KFP; one_event_per_artifact records such an artifact once (under its first name).
         """
         execution = metadata_store_pb2.Execution(last_known_state=state)
         execution.custom_properties["task_name"].string_value = task_name
         for name, value in (properties or {}).items():
             execution.custom_properties[name].string_value = value
-        links = []
+        links, linked = [], set()
         for name, ids in inputs.items():
             for index, artifact in enumerate(self.artifacts(ids)):
+                if one_event_per_artifact and artifact.id in linked:
+                    continue
+                linked.add(artifact.id)
                 links.append((artifact, self._event(metadata_store_pb2.Event.INPUT, name, index)))
         order = []
         for name, artifacts in outputs.items():

@@ -283,3 +283,18 @@ def test_yaml_and_pipeline_job_files_load(tmp_path, script):
     job.write_text(json.dumps({"displayName": "x", "pipelineSpec": spec}))
     loaded = execute_spec.load_spec(str(job))
     assert json_format.MessageToDict(loaded.deployment)["executors"]["exec-producer"]["container"]["image"] == "toy:1"
+
+
+@pytest.mark.parametrize("backend, state", [("kubeflow", execute_spec.FAILED), ("vertex", execute_spec.COMPLETE)])
+def test_one_artifact_under_two_input_names(tmp_path, script, backend, state):
+    """KFP's CreateExecution posts one INPUT event per input name; ML Metadata refuses the repeated artifact."""
+    spec = toy_spec(tmp_path / "root", script)
+    spec["root"]["dag"]["tasks"]["consumer"]["inputs"]["artifacts"]["again"] = {"taskOutputArtifact": {
+        "producerTask": "producer", "outputArtifactKey": "data"}}
+    spec["components"]["comp-consumer"]["inputDefinitions"]["artifacts"]["again"] = {
+        "artifactType": {"instanceSchema": EXAMPLES_SCHEMA}}
+    result, _ = run(write_spec(tmp_path, spec), backend=backend)
+    assert result.tasks["consumer"].state == state
+    if state == execute_spec.FAILED:
+        assert "Given event already exists" in result.tasks["consumer"].error
+        assert not os.path.exists(os.path.join(result.tasks["consumer"].work_dir, "executor_input.json"))
