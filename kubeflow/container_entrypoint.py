@@ -111,14 +111,19 @@ def run_example_gen_driver(executor_input: pipeline_spec_pb2.ExecutorInput,
     logging.info("ExampleGen driver: span %s, version %s, fingerprint %s, pattern %s", span, version, fingerprint,
                  [s.pattern for s in input_config.splits])
 
+    # The local driver sets these on the output artifact before the executor runs; so does this one (through the
+    # ExecutorInput TFX's entrypoint parses), so the Examples artifact records its span and fingerprint.
+    driven = entrypoint_utils.to_runtime_artifact(examples, name_from_id)
+    for output in executor_input.outputs.artifacts[keys.EXAMPLES_KEY].artifacts:
+        output.metadata.update(json_format.MessageToDict(driven.metadata))
+
     result = pipeline_spec_pb2.ExecutorOutput()
     result.parameter_values[utils.SPAN_PROPERTY_NAME].number_value = span
     result.parameter_values[utils.FINGERPRINT_PROPERTY_NAME].string_value = fingerprint
     if version is not None:
         result.parameter_values[utils.VERSION_PROPERTY_NAME].number_value = version
     result.parameter_values[keys.INPUT_CONFIG_KEY].string_value = exec_properties[keys.INPUT_CONFIG_KEY]
-    result.artifacts[keys.EXAMPLES_KEY].artifacts.add().CopyFrom(
-        entrypoint_utils.to_runtime_artifact(examples, name_from_id))
+    result.artifacts[keys.EXAMPLES_KEY].artifacts.add().CopyFrom(driven)
     path = executor_input.outputs.output_file
     fileio.makedirs(os.path.dirname(path))
     with fileio.open(path, "wb") as f:
