@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 
 # hub.KerasLayer is a Keras-2 layer: every process, Beam workers included, must use tf_keras.
 export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+# No TF_CPP_MIN_LOG_LEVEL here: `hubtfx` sets it (pipeline/cli/entry.py), tests/conftest.py for the tests.
 
 .PHONY: install run test test-slow lock clean
 

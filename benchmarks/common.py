@@ -30,10 +30,10 @@ def run_cli(description: str, run: Callable[[bool], dict], render: Callable[[dic
         add_arguments(parser)
     args = parser.parse_args(argv)
     results = run(args) if run_takes_args else run(args.quick)
-    print(render(results))
-    if args.json:
+    if args.json:  # before rendering: a long run's figures must survive a rendering bug
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
+    print(render(results))
     if after:
         after(results, args)
     return 0

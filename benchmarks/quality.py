@@ -74,12 +74,13 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 
+from hubtfx.components.common import contract as module_contract  # noqa: E402
+from hubtfx.components.common.contract import DEFAULT_LEVEL  # noqa: E402
 from hubtfx.components.trainer import head as head_lib, model, run as trainer_run, stages  # noqa: E402
 from hubtfx.components.trainer.params import TrainingParams  # noqa: E402
 from hubtfx.components.transform import image_ops  # noqa: E402
 from hubtfx.pipeline import config  # noqa: E402
-from hubtfx.pipeline.hub_modules import builder, contract as module_contract, tiny  # noqa: E402
-from hubtfx.pipeline.hub_modules.contract import DEFAULT_LEVEL  # noqa: E402
+from hubtfx.pipeline.hub_modules import builder, tiny  # noqa: E402
 from benchmarks import common, datasets  # noqa: E402
 
 COLUMNS = ("probe", "tutorial", "stage1", "final", "svc")
@@ -510,7 +511,8 @@ def run(args: argparse.Namespace) -> dict:
             for seed in seeds:
                 for k in settings.ks:
                     result = one_run(name, images, test, draw(train_pools, k, seed, classes), k, seed, module_path,
-                                     contract, len(classes), settings, source.grey, work_dir, COLUMNS)
+                                     contract, len(classes), settings, source.grey, work_dir,
+                                     getattr(args, "columns", None) or COLUMNS)
                     print(f"  k={k} seed={seed}: " + ", ".join(
                         f"{c} {result[c]['accuracy']:.3f} in {result[c]['seconds']:.0f} s"
                         for c in COLUMNS if c in result), flush=True)
@@ -635,6 +637,14 @@ def with_overrides(params: TrainingParams, assignments: Sequence[str]) -> Traini
     return TrainingParams.from_custom_config(values)
 
 
+def _column_list(text: str) -> Tuple[str, ...]:
+    names = tuple(v.strip() for v in text.split(",") if v.strip())
+    unknown = sorted(set(names) - set(COLUMNS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown column(s) {unknown}; known: {', '.join(COLUMNS)}")
+    return names
+
+
 def _dataset_list(text: str) -> List[str]:
     names = [v.strip() for v in text.split(",") if v.strip()]
     unknown = sorted(set(names) - set(datasets.SOURCES))
@@ -653,6 +663,9 @@ def main(argv=None) -> int:
         parser.add_argument("--test-per-class", type=int, help=f"pool cap per class (default {FULL.test_per_class})")
         parser.add_argument("--data-dir", help=f"prepared datasets (default {datasets.default_dir()})")
         parser.add_argument("--plot", help="Also plot accuracy vs images per class into this PNG file.")
+        parser.add_argument("--columns", type=_column_list,
+                            help=f"comma-separated subset of {', '.join(COLUMNS)} (default: all); e.g. stage1,final "
+                                 "for a quicker --split dev tuning run")
         parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                             help="Override a training parameter (TrainingParams field) for the hubtfx columns, "
                                  "e.g. stage2_significance=1 with --split dev to score every stage-2 candidate.")

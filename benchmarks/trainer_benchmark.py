@@ -28,11 +28,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
+from hubtfx.components.common import contract as module_contract  # noqa: E402
 from hubtfx.components.trainer import head, model, run as trainer_run, stages  # noqa: E402
 from hubtfx.components.trainer.params import TrainingParams  # noqa: E402
 from hubtfx.components.transform import image_ops  # noqa: E402
-from hubtfx.pipeline import sample_data  # noqa: E402
-from hubtfx.pipeline.hub_modules import builder, contract as module_contract, tiny  # noqa: E402
+from hubtfx.pipeline.datasets import sample_data  # noqa: E402
+from hubtfx.pipeline.hub_modules import builder, tiny  # noqa: E402
 from benchmarks import common  # noqa: E402
 
 GOALS = {"stage1_vs_one_forward_pass": ("<=", 1.5), "stage2_vs_bare_loop_throughput": (">=", 0.9)}

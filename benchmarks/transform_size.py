@@ -20,8 +20,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from tfx import v1 as tfx  # noqa: E402
 
-from hubtfx.pipeline import local_runner, module_resolution, sample_data  # noqa: E402
+from hubtfx.pipeline import local_runner  # noqa: E402
 from hubtfx.pipeline.config import PipelineConfig  # noqa: E402
+from hubtfx.pipeline.datasets import sample_data  # noqa: E402
+from hubtfx.pipeline.hub_modules import module_resolution  # noqa: E402
 from hubtfx.pipeline.hub_modules import tiny  # noqa: E402
 from hubtfx.pipeline.pipeline import create_components  # noqa: E402
 from benchmarks import common  # noqa: E402

@@ -1,22 +1,25 @@
-"""`hubtfx compile` and `hubtfx schedule`: the cluster commands, added to the main parser by pipeline.cli."""
+"""`hubtfx compile`, `hubtfx schedule` and `hubtfx execute-spec`: the cluster commands, added to the main parser by
+hubtfx.pipeline.cli.commands (which imports this module, so this one takes only the flags, exit codes and
+ConfigError)."""
 import argparse
 import json
 import os
 import tempfile
 
-from hubtfx.pipeline import cli as main_cli
-from hubtfx.pipeline.config import ConfigError
+from hubtfx.pipeline.cli import flags
+from hubtfx.pipeline.cli.exit_codes import EXIT_FAILED, EXIT_OK
+from hubtfx.pipeline.errors import ConfigError
 
 # Imported lazily by the handlers: TFX and the cloud clients take seconds to import, `hubtfx run` needs neither.
 _TARGETS = ("vertex", "kubeflow")
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    config = main_cli.config_from_args(args)  # First: a bad config is refused in a second, before TFX loads.
+    config = flags.config_from_args(args)  # First: a bad config is refused in a second, before TFX loads.
     from hubtfx.kubeflow import runner  # pylint: disable=import-outside-toplevel
     spec = runner.compile_to_file(config, args.target, args.output, allow_local_paths=args.allow_local_paths)
     print(describe(spec, args.output))
-    return main_cli.EXIT_OK
+    return EXIT_OK
 
 
 def cmd_execute_spec(args: argparse.Namespace) -> int:
@@ -31,7 +34,7 @@ def cmd_execute_spec(args: argparse.Namespace) -> int:
     except execute_spec.SpecError as e:
         raise ConfigError(str(e)) from None
     print(execute_spec.describe(result), flush=True)
-    return main_cli.EXIT_OK if result.succeeded else main_cli.EXIT_FAILED
+    return EXIT_OK if result.succeeded else EXIT_FAILED
 
 
 def describe(spec, path: str) -> str:
@@ -53,7 +56,7 @@ def describe(spec, path: str) -> str:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     from hubtfx.pipeline import platform_names  # pylint: disable=import-outside-toplevel
-    config = main_cli.config_from_args(args)  # First: a bad config is refused in a second, before TFX loads.
+    config = flags.config_from_args(args)  # First: a bad config is refused in a second, before TFX loads.
     display_name = args.display_name if args.display_name is not None else f"{config.pipeline_name}-schedule"
     platform_names.check_schedule(args.target, display_name, args.service_account, args.experiment)
     from hubtfx.kubeflow import runner, schedule  # pylint: disable=import-outside-toplevel
@@ -70,10 +73,10 @@ def cmd_schedule(args: argparse.Namespace) -> int:
             print(f"Dry run: these requests would go to {schedule.real_base_url(config, spec)}; nothing was sent.")
             for request in schedule.dry_run(config, spec):
                 print(json.dumps(request.as_dict(), indent=2, sort_keys=True))
-            return main_cli.EXIT_OK
+            return EXIT_OK
         name = schedule.create_schedule(config, spec)
     print(f"Created schedule {name} ({args.cron}) for {args.target}.")
-    return main_cli.EXIT_OK
+    return EXIT_OK
 
 
 def add_commands(commands) -> None:
@@ -92,7 +95,7 @@ def add_commands(commands) -> None:
                                 help="Dry run: a spec for `hubtfx execute-spec` on this machine, which may name local "
                                      "folders, this machine's module and schema (no image or project needed). "
                                      "Such a spec cannot run on a cluster.")
-    main_cli.add_config_flags(compile_parser)
+    flags.add_config_flags(compile_parser)
     compile_parser.set_defaults(handler=cmd_compile)
 
     schedule_parser = commands.add_parser(
@@ -111,7 +114,7 @@ def add_commands(commands) -> None:
                                  help="KFP experiment of the recurring run (created if missing) [default: hubtfx].")
     schedule_parser.add_argument("--dry-run", action="store_true",
                                  help="Print the requests the client would send; send nothing.")
-    main_cli.add_config_flags(schedule_parser)
+    flags.add_config_flags(schedule_parser)
     schedule_parser.set_defaults(handler=cmd_schedule)
 
     execute_parser = commands.add_parser(

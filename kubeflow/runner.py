@@ -17,10 +17,12 @@ import yaml
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 
+from hubtfx.components.common import contract as module_contract
 from hubtfx.kubeflow import kfp_target
-from hubtfx.pipeline import module_resolution, platform_names
+from hubtfx.pipeline import platform_names
 from hubtfx.pipeline.config import ConfigError, PipelineConfig
-from hubtfx.pipeline.hub_modules import builder, contract as module_contract
+from hubtfx.pipeline.hub_modules import builder
+from hubtfx.pipeline.hub_modules import module_resolution
 from hubtfx.pipeline.pipeline import create_components, runtime_parameter_values
 
 TARGETS = ("vertex", "kubeflow")

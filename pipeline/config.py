@@ -1,7 +1,7 @@
 """The single source of hubtfx's parameters.
 
 `PipelineConfig` is filled from its defaults, then an optional YAML file, then command-line flags (see
-`hubtfx.pipeline.cli`, which derives its flags from the fields below so the two cannot drift apart).
+`hubtfx.pipeline.cli.flags`, which derives its flags from the fields below so the two cannot drift apart).
 """
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import yaml
 
+from hubtfx.components.common import artifact_files
 from hubtfx.components.trainer.params import TrainingParams
 from hubtfx.components.transform.policies import ASPECT_POLICIES
+from hubtfx.components.common.contract import DEFAULT_MODALITY
+from hubtfx.pipeline import platform_names
+from hubtfx.pipeline.errors import ConfigError
 
 _TRAINING = TrainingParams()
 DEFAULT_OUTPUT_DIR = "hubtfx_output"
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing or out of range; the message says which and what to do."""
 
 
 def _field(default, help: str, group: str, **kwargs):  # pylint: disable=redefined-builtin
@@ -124,11 +124,12 @@ class PipelineConfig:
                                 "cluster")
     trainer_memory_gb: float = _field(30.0, "Memory in GB for the Trainer.", "cluster")
 
-    # Filled by pipeline.module_resolution, not by users: the resolved module, its identity and contract.
+    # Filled by hub_modules.module_resolution, not by users: the resolved module, its identity and contract.
     module_path: str = dataclasses.field(default="", metadata={"internal": True})
     module_sha256: str = dataclasses.field(default="", metadata={"internal": True})
     value_range: Tuple[float, float] = dataclasses.field(default=(0.0, 1.0), metadata={"internal": True})
     resize_method: str = dataclasses.field(default="bilinear", metadata={"internal": True})
+    modality: str = dataclasses.field(default=DEFAULT_MODALITY, metadata={"internal": True})
     # Filled by the Kubeflow runner: the curated schema's path inside the container image.
     schema_path: str = dataclasses.field(default="", metadata={"internal": True})
 
@@ -152,7 +153,7 @@ class PipelineConfig:
     @property
     def label_map_path(self) -> str:
         """Class ids persist here so that a new span with the same classes gets the same ids."""
-        return os.path.join(self.output_dir, "label_map.json")
+        return os.path.join(self.output_dir, artifact_files.LABEL_MAP_FILE)
 
     @property
     def push_base_dir(self) -> str:
@@ -174,13 +175,12 @@ class PipelineConfig:
             raise ConfigError(f"max_accuracy_drop must be in [0, 1], got {self.max_accuracy_drop}.")
         if not 0 <= self.accuracy_threshold <= 1:
             raise ConfigError(f"accuracy_threshold must be in [0, 1], got {self.accuracy_threshold}.")
-        parse_fine_tune_blocks(self.fine_tune_blocks)
-        if self.aspect not in ASPECT_POLICIES:
-            raise ConfigError(f"aspect must be one of {ASPECT_POLICIES}, got {self.aspect!r}.")
-        try:
+        try:  # Parses fine_tune_blocks too: TrainingParams holds the one parser.
             TrainingParams.from_custom_config(self.training_params())
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        if self.aspect not in ASPECT_POLICIES:
+            raise ConfigError(f"aspect must be one of {ASPECT_POLICIES}, got {self.aspect!r}.")
         if self.span_window < 1:
             raise ConfigError(f"span_window must be at least 1, got {self.span_window}.")
         if self.span_window > 1 and not self.use_spans:
@@ -200,8 +200,7 @@ class PipelineConfig:
         if self.trainer_cpu <= 0 or self.trainer_memory_gb <= 0:
             raise ConfigError(f"trainer_cpu and trainer_memory_gb must be positive, got {self.trainer_cpu} and "
                               f"{self.trainer_memory_gb}.")
-        # Names Kubeflow Pipelines / Vertex AI constrain, for every command (imported here: it imports this module).
-        from hubtfx.pipeline import platform_names  # pylint: disable=import-outside-toplevel
+        # Names Kubeflow Pipelines / Vertex AI constrain, for every command.
         platform_names.check_config(self)
         return self
 
@@ -210,20 +209,6 @@ class PipelineConfig:
         """The Trainer's custom_config: the TrainingParams fields, as plain JSON types (serialised into the
         pipeline)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingParams) if hasattr(self, f.name)}
-
-
-def parse_fine_tune_blocks(value: str) -> Optional[int]:
-    """'all' -> None (every block); otherwise a non-negative block count."""
-    text = str(value).strip().lower()
-    if text == "all":
-        return None
-    try:
-        count = int(text)
-    except ValueError:
-        count = -1
-    if count < 0:
-        raise ConfigError(f"fine_tune_blocks must be a whole number >= 0 or 'all', got {value!r}.")
-    return count
 
 
 def user_fields():

@@ -3,9 +3,10 @@ import logging
 
 from tfx import v1 as tfx
 
-from hubtfx.pipeline import output_folder, report, run_summary
+from hubtfx.pipeline import output_folder
 from hubtfx.pipeline.config import PipelineConfig
 from hubtfx.pipeline.pipeline import create_pipeline
+from hubtfx.pipeline.reporting import report, run_summary
 
 RUN_LOCK_FILE = ".hubtfx.lock"
 
@@ -18,7 +19,7 @@ def metadata_connection_config(config: PipelineConfig):
 
 
 def run_local(config: PipelineConfig) -> run_summary.RunSummary:
-    """Runs the whole pipeline for a resolved config (see pipeline.module_resolution) and reports what happened.
+    """Runs the whole pipeline for a resolved config (see hub_modules.module_resolution) and reports what happened.
 
     Raises output_folder.OutputFolderError at once if the output folder cannot be written or another run uses it:
     two runs on one folder would interleave their writes to ML Metadata and the serving folder.

@@ -2,7 +2,9 @@
 
 Pure composition: every value comes from the (resolved) config; nothing here reads data or talks to services.
 """
+import ast
 import hashlib
+import importlib.util
 import json
 import os
 from typing import Dict, List
@@ -11,37 +13,100 @@ from google.protobuf import json_format
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from hubtfx.components.common import feature_keys
 from hubtfx.components.evaluator.component import ComparingEvaluator
 from hubtfx.components.example_gen.component import ImageFolderExampleGen
 from hubtfx.components.gate.component import AnomalyGate
 from hubtfx.components.pusher.component import AtomicPusher
 from hubtfx.components.trainer import exported_model
 from hubtfx.components.trainer.params import CODE_KEY
+from hubtfx.components.transform import preprocessing
 from hubtfx.pipeline.config import PipelineConfig
-import hubtfx.components.trainer
-import hubtfx.components.transform
 from hubtfx import schemas
 
 PREPROCESSING_FN = "hubtfx.components.transform.preprocessing.preprocessing_fn"
 RUN_FN = "hubtfx.components.trainer.run.run_fn"
+# The modules TFX imports to run each component's user code, the roots of what its fingerprint covers. The Trainer
+# also applies the graph preprocessing_fn built, so an edit to Transform's code re-runs it too.
+TRANSFORM_CODE = (PREPROCESSING_FN.rpartition(".")[0],)
+TRAINER_CODE = (RUN_FN.rpartition(".")[0], *TRANSFORM_CODE)
 DEFAULT_HANDLE_NAME = "hubtfx:efficientnet_lite0/feature_vector"
 CURATED_SCHEMA = os.path.join(schemas.SCHEMA_DIR, "schema.pbtxt")
 
 
-def source_fingerprint(*packages) -> str:
-    """Hash of the .py files of `packages`.
+def _module_file(module: str):
+    """The source file of a hubtfx module, found without importing it (nor the package that holds it); None for a
+    name that is no module (e.g. a function imported from one)."""
+    parts = module.split(".")
+    if parts[0] != "hubtfx" or len(parts) < 2:
+        return None
+    spec = importlib.util.find_spec(".".join(parts[:2]))  # Imports only the `hubtfx` namespace.
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], *parts[2:])
+    for candidate in (os.path.join(path, "__init__.py"), path + ".py"):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _imported_modules(module: str, path: str) -> List[str]:
+    """Every module name an import statement of the file may load, function-level imports included."""
+    with open(path, "rb") as f:
+        tree = ast.parse(f.read(), filename=path)
+    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            # `from package import name`: name may be a submodule or just an attribute; _module_file tells.
+            names += [base] + [f"{base}.{alias.name}" for alias in node.names]
+    return names
+
+
+def user_code_files(*modules: str) -> Dict[str, str]:
+    """{module name: source file} of `modules` and of every hubtfx module they import, directly or not, with the
+    `__init__.py` of each package on the way (Python runs those first).
+
+    Read from the import statements, so nothing is imported and imports inside functions count too.
+    """
+    found: Dict[str, str] = {}
+    pending = list(modules)
+    while pending:
+        name = pending.pop()
+        # Importing a.b.c runs a/__init__.py and a/b/__init__.py first.
+        for prefix in [".".join(name.split(".")[:i]) for i in range(2, name.count(".") + 2)]:
+            if prefix in found:
+                continue
+            path = _module_file(prefix)
+            if path is None:
+                continue
+            found[prefix] = path
+            pending += [n for n in _imported_modules(prefix, path) if n.split(".")[0] == "hubtfx"]
+    return found
+
+
+def source_fingerprint(*modules: str) -> str:
+    """Hash of the source of `modules` and of every hubtfx module they import (see `user_code_files`).
 
     User code is referenced by dotted path (so Kubeflow images run the installed package), which TFX does not
     fingerprint; passing this in custom_config makes an edit to the code re-run the component instead of
     silently reusing a cached result.
     """
+    return fingerprint_files(user_code_files(*modules))
+
+
+def fingerprint_files(files: Dict[str, str]) -> str:
+    """Hash of {module name: file} by name and content: where the package is installed does not count."""
     digest = hashlib.sha256()
-    for package in packages:
-        folder = os.path.dirname(package.__file__)
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".py"):
-                with open(os.path.join(folder, name), "rb") as f:
-                    digest.update(name.encode() + b"\0" + f.read())
+    for name in sorted(files):
+        with open(files[name], "rb") as f:
+            digest.update(name.encode() + b"\0" + f.read() + b"\0")
     return digest.hexdigest()[:16]
 
 
@@ -49,7 +114,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """Accuracy must reach the threshold and must not drop below the latest blessed model's (when the two can be
     compared: see components.evaluator.comparability). TFMA scores tf.Examples through `serving_examples`.
 
-    Per-class precision and recall come from the confusion matrix (see `hubtfx.pipeline.eval_results`): TFMA's
+    Per-class precision and recall come from the confusion matrix (see `hubtfx.pipeline.reporting.eval_results`): TFMA's
     per-class metrics need the class ids when the pipeline is built, but the classes are only known once
     ExampleGen has read the data.
     """
@@ -67,9 +132,9 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
             ))],
     )
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(label_key="label", prediction_key="probabilities",
+        model_specs=[tfma.ModelSpec(label_key=feature_keys.LABEL_KEY, prediction_key="probabilities",
                                     signature_name=exported_model.EXAMPLES_SIGNATURE)],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["label_name"])],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[feature_keys.LABEL_NAME_KEY])],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             accuracy,
             tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
@@ -82,9 +147,9 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 
 def trainer_custom_config(config: PipelineConfig) -> Dict:
     # The module's identity goes into the exported model's facts, which the Evaluator compares with its baseline's.
-    return {**config.training_params(), CODE_KEY: source_fingerprint(hubtfx.components.trainer, hubtfx.components.transform),
+    return {**config.training_params(), CODE_KEY: source_fingerprint(*TRAINER_CODE),
             exported_model.MODULE_CONFIG_KEY: {"handle": config.hub_handle or DEFAULT_HANDLE_NAME,
-                                     "sha256": config.module_sha256}}
+                                               "sha256": config.module_sha256}}
 
 
 def runtime_parameter_values(config: PipelineConfig) -> Dict[str, str]:
@@ -124,13 +189,14 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
     Kubeflow/Vertex runner) instead of constants; their defaults are the config's values.
     """
     if not (config.module_path and config.module_sha256 and config.image_size):
-        raise ValueError("create_pipeline needs a resolved config: call pipeline.module_resolution.resolve first.")
+        raise ValueError("create_pipeline needs a resolved config: call "
+                         "pipeline.hub_modules.module_resolution.resolve first.")
     parameters = runtime_parameters(config) if with_runtime_parameters else {}
 
     example_gen = ImageFolderExampleGen(
         input_base=parameters.get("data_root", config.resolved_data_root), use_spans=config.use_spans,
         eval_percent=config.eval_percent, label_map_path=config.label_map_path,
-        range_config=parameters.get("range_config"))
+        range_config=parameters.get("range_config"), modality=config.modality)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path or CURATED_SCHEMA)
     example_validator = tfx.components.ExampleValidator(
@@ -155,7 +221,7 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
         disable_statistics=True,
         custom_config={"image_size": list(config.image_size), "value_range": list(config.value_range),
                        "resize_method": config.resize_method, "aspect": config.aspect,
-                       "code": source_fingerprint(hubtfx.components.transform)},
+                       preprocessing.MODALITY_KEY: config.modality, CODE_KEY: source_fingerprint(*TRANSFORM_CODE)},
     )
     # Nothing trains on data with anomalies: the Trainer needs Transform's output, Transform waits for the gate.
     transform.add_upstream_node(anomaly_gate)

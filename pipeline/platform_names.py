@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from hubtfx.pipeline.config import ConfigError
+from hubtfx.pipeline.errors import ConfigError
 
 # Pipeline name. The strictest of the tools that read it, so one config works for every target:
 # * TFX 1.16 KubeflowV2DagRunner (tfx/orchestration/kubeflow/v2/pipeline_builder.py `_check_name`) and

@@ -33,7 +33,7 @@ def tiny_module(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory) -> str:
     """The project's sample dataset, 8 images per class."""
-    from hubtfx.pipeline import sample_data
+    from hubtfx.pipeline.datasets import sample_data
     root = str(tmp_path_factory.mktemp("data") / "images")
     sample_data.generate_dataset(root, images_per_class=8, seed=1)
     return root
@@ -43,8 +43,9 @@ def sample_root(tmp_path_factory) -> str:
 def finished_run(tmp_path_factory, tiny_module, sample_root):
     """One full local pipeline run on a private copy of the tiny module, deleted afterwards (the pushed model
     must not need it). Returns (resolved config, RunSummary)."""
-    from hubtfx.pipeline import local_runner, module_resolution
+    from hubtfx.pipeline import local_runner
     from hubtfx.pipeline.config import PipelineConfig
+    from hubtfx.pipeline.hub_modules import module_resolution
     work = tmp_path_factory.mktemp("run")
     module_copy = str(work / "module")
     shutil.copytree(tiny_module, module_copy)

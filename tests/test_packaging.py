@@ -41,10 +41,11 @@ def test_the_wheel_holds_only_the_hubtfx_namespace(tmp_path):
         top_level = {name.split("/")[0] for name in archive.namelist()}
         entry_points = archive.read("hubtfx-0.1.0.dist-info/entry_points.txt").decode()
     assert top_level == {"hubtfx", "hubtfx-0.1.0.dist-info"}
-    assert "hubtfx = hubtfx.pipeline.cli:main" in entry_points
+    assert "hubtfx = hubtfx.pipeline.cli.entry:main" in entry_points
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-    assert {"hubtfx/schemas/schema.pbtxt", "hubtfx/components/trainer/run.py", "hubtfx/kubeflow/runner.py"} <= names
+    assert {"hubtfx/schemas/schema.pbtxt", "hubtfx/components/trainer/run.py", "hubtfx/kubeflow/runner.py",
+            "hubtfx/pipeline/reporting/report.html.j2"} <= names
 
 
 def test_a_clean_venv_imports_hubtfx_beside_a_kubeflow_sdk(tmp_path):
@@ -68,11 +69,14 @@ def test_a_clean_venv_imports_hubtfx_beside_a_kubeflow_sdk(tmp_path):
         print(kubeflow.training.OWNER)
         print(os.path.dirname(hubtfx.kubeflow.runner.__file__))
         print(os.path.exists(os.path.join(hubtfx.schemas.SCHEMA_DIR, "schema.pbtxt")))
+        from hubtfx.pipeline.reporting import report
+        print(report._macros().page.name)
         """)
     result = subprocess.run([python, "-c", probe], capture_output=True, text=True, cwd=str(tmp_path),
                             env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr[-3000:]
-    owner, runner_dir, schema_shipped = result.stdout.split()
+    owner, runner_dir, schema_shipped, report_template = result.stdout.split()
     assert owner == "kubeflow-sdk-stand-in"
     assert runner_dir == os.path.join(site, "hubtfx", "kubeflow") and schema_shipped == "True"
+    assert report_template == "page"  # the report's Jinja2 template loads from the installed package
     assert not os.path.exists(os.path.join(site, "pipeline")) and not os.path.exists(os.path.join(site, "components"))

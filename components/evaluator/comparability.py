@@ -25,7 +25,7 @@ from hubtfx.components.trainer.exported_model import ModelFacts
 # The consequence, appended wherever the reasons are shown.
 CONSEQUENCE = "no comparison with the latest blessed model; only the absolute threshold applies"
 # Class names of models exported before the facts file existed, written beside their head for warm starts.
-LEGACY_CLASSES_FILE = os.path.join("assets.extra", "hubtfx_head_classes.json")
+LEGACY_CLASSES_FILE = os.path.join(exported_model.ASSETS_EXTRA_DIR, "hubtfx_head_classes.json")
 # Custom properties of the Evaluator's ModelBlessing when it dropped the baseline: the reasons, and its URI.
 BASELINE_SKIPPED_REASON = "baseline_skipped_reason"
 SKIPPED_BASELINE_MODEL = "skipped_baseline_model"

@@ -21,15 +21,18 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types import channel as channel_lib
 from tfx.types.component_spec import ExecutionParameter
 
+from hubtfx.components.common import feature_keys
 from hubtfx.components.example_gen import executor, layout
+from hubtfx.components.modality import registry as modalities
 
 
 class ImageFolderExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
-    """FileBasedExampleGenSpec plus the optional path of the persistent class-id map."""
+    """FileBasedExampleGenSpec plus the optional path of the persistent class-id map and the modality."""
 
     PARAMETERS = {
         **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
         executor.LABEL_MAP_PATH_KEY: ExecutionParameter(type=str, optional=True),
+        executor.MODALITY_KEY: ExecutionParameter(type=str, optional=True),
     }
 
 
@@ -59,6 +62,7 @@ class ImageFolderExampleGen(example_gen_component.FileBasedExampleGen):
         eval_percent: int = 20,
         label_map_path: Optional[str] = None,
         range_config: Optional[range_config_pb2.RangeConfig] = None,
+        modality: str = modalities.DEFAULT_MODALITY,
     ):
         """Builds the component.
 
@@ -73,11 +77,17 @@ class ImageFolderExampleGen(example_gen_component.FileBasedExampleGen):
             successful run. Without it, ids are the sorted class names.
           range_config: TFX RangeConfig selecting the span (static_range with start == end, or
             rolling_range with num_spans=1); needs use_spans.
+          modality: the module contract's modality (hubtfx.components.modality), which decides which files are
+            examples and what of them is stored.
+
+        Raises:
+          UnknownModalityError: hubtfx has no modality of that name.
         """
         if not 0 < eval_percent < 100:
             raise ValueError(f"eval_percent must be between 1 and 99, got {eval_percent}")
         if range_config is not None and not use_spans:
             raise ValueError("range_config selects a span folder: set use_spans=True (layout span-<N>/<class>/...)")
+        modalities.modality_named(modality)
         spec = ImageFolderExampleGenSpec(
             input_base=input_base,
             input_config=example_gen_pb2.Input(
@@ -88,6 +98,9 @@ class ImageFolderExampleGen(example_gen_component.FileBasedExampleGen):
             output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
             output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
             label_map_path=label_map_path,
+            # Unset for images, so that an image pipeline's ExampleGen keeps the properties, and with them the
+            # cache key, it had before modalities existed.
+            modality=None if modality == modalities.DEFAULT_MODALITY else modality,
             examples=channel_lib.Channel(type=standard_artifacts.Examples),
         )
         # FileBasedExampleGen.__init__ would build its own spec without label_map_path, so the base
@@ -103,6 +116,6 @@ def make_output_config(eval_percent: int) -> example_gen_pb2.Output:
                 example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=100 - eval_percent),
                 example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=eval_percent),
             ],
-            partition_feature_name="filename",
+            partition_feature_name=feature_keys.FILENAME_KEY,
         )
     )

@@ -6,6 +6,9 @@ Each image file becomes one tf.Example:
   label_name bytes   class name: the folder name in Unicode NFC, white space trimmed (class_names.py)
   filename   bytes   path relative to the class-folder root, e.g. b"daisy/1.jpg" (also the split key)
 
+Which files are examples, what is stored of them and why one is skipped is the modality's (exec property
+`modality`, image when absent; see hubtfx.components.modality); the image modality keeps a file's bytes.
+
 The 'train'/'eval' split follows split.SplitRule: a hash of `filename`, rebalanced so that a class never lands
 wholly in one split (see split.py for the rule). The per-class count of each split and the images moved by the
 rebalancing are recorded in the ingestion report.
@@ -34,14 +37,16 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from hubtfx.components.common import artifact_files, feature_keys
 from hubtfx.components.example_gen import class_names as class_names_lib
 from hubtfx.components.example_gen import layout as layout_lib
 from hubtfx.components.example_gen import split as split_lib
+from hubtfx.components.modality import registry as modalities
 from hubtfx.components.transform import image_ops
+from hubtfx.components.transform.image_ops import decode_failure_reason  # noqa: F401  (ExampleGen's skip reason)
 
 LABEL_MAP_PATH_KEY = "label_map_path"
-LABEL_MAP_FILE = "label_map.json"
-INGESTION_REPORT_FILE = "ingestion_report.json"
+MODALITY_KEY = "modality"
 
 # Private exec_properties the executor hands to its PTransform (TFX passes exec_properties through to it).
 LAYOUT_KEY = "_image_folder_layout"
@@ -55,43 +60,14 @@ _MOVED_STATS = "rebalanced.jsonl"
 _SPLIT_STATS = "split_{}.jsonl"  # [class name, examples] pairs
 
 # Traced once per process: the header walks are tf.while_loops, slow when run op by op.
-_header_verdict = tf.function(image_ops.header_verdict, input_signature=[tf.TensorSpec([], tf.string)])
-_decode_rgb = tf.function(image_ops.decode_rgb, input_signature=[tf.TensorSpec([], tf.string)])
-
-
-def decode_failure_reason(raw: bytes) -> Optional[str]:
-    """None if Transform will decode `raw` to the right pixels, else a short human-readable reason.
-
-    The reason is the one the exported model's `serving_bytes` gives for the same bytes (image_ops.header_verdict,
-    then image_ops.corrupt_reasons if decoding fails); for a corrupt file the decoder's own detail is appended.
-    Nothing is decoded when the header refuses the image (e.g. over image_ops.MAX_PIXELS).
-    """
-    if not raw:
-        return "empty file (0 bytes)"
-    try:
-        verdict = _header_verdict(raw).numpy().decode()
-        if verdict:
-            return verdict
-        _decode_rgb(raw)
-        return None
-    except tf.errors.InvalidArgumentError as err:
-        detail = _tf_error_detail(err)
-    return f"{image_ops.corrupt_reasons(tf.constant([raw]))[0].numpy().decode()} ({detail})"
-
-
 def feature_text(example: tf.train.Example, name: str) -> str:
     """The UTF-8 text of a one-value bytes feature (label_name, filename) of an example written here."""
     return example.features.feature[name].bytes_list.value[0].decode("utf-8")
 
 
-def _tf_error_detail(err: tf.errors.OpError) -> str:
-    """TF's error message without the '{{function_node ...}}' prefix and '[Op:...]' suffix."""
-    message = err.message.split("}}")[-1]
-    return message.split(" [Op:")[0].strip()
-
-
-def make_example(raw: bytes, label: int, label_name: str, filename: str) -> tf.train.Example:
-    """The tf.Example of one image."""
+def make_example(raw: bytes, label: int, label_name: str, filename: str,
+                 raw_feature: str = feature_keys.IMAGE_KEY) -> tf.train.Example:
+    """The tf.Example of one file; `raw` goes to the modality's raw feature."""
 
     def bytes_feature(value: bytes) -> tf.train.Feature:
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
@@ -99,10 +75,10 @@ def make_example(raw: bytes, label: int, label_name: str, filename: str) -> tf.t
     return tf.train.Example(
         features=tf.train.Features(
             feature={
-                "image_raw": bytes_feature(raw),
-                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-                "label_name": bytes_feature(label_name.encode("utf-8")),
-                "filename": bytes_feature(filename.encode("utf-8")),
+                raw_feature: bytes_feature(raw),
+                feature_keys.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                feature_keys.LABEL_NAME_KEY: bytes_feature(label_name.encode("utf-8")),
+                feature_keys.FILENAME_KEY: bytes_feature(filename.encode("utf-8")),
             }
         )
     )
@@ -124,41 +100,48 @@ def _read_file(path: str) -> Tuple[Optional[bytes], Optional[str]]:
         with tf.io.gfile.GFile(path, "rb") as handle:
             return handle.read(), None
     except tf.errors.OpError as err:
-        return None, f"cannot read the file: {_tf_error_detail(err)}"
+        return None, f"cannot read the file: {image_ops.tf_error_detail(err)}"
 
 
 class ReadImageDoFn(beam.DoFn):
     """(relative path, class name) -> tf.Example, or a {"file", "class", "reason"} dict on the skipped output."""
 
-    def __init__(self, root: str, class_ids: Dict[str, int], data_root: str):
+    def __init__(self, root: str, class_ids: Dict[str, int], data_root: str,
+                 modality: str = modalities.DEFAULT_MODALITY):
         self._root = root
         self._class_ids = class_ids
         self._data_root = data_root  # the input base: a span folder may link to files of another span
+        self._modality = modality  # by name: workers look the object up in their own registry
 
     def process(self, element: Tuple[str, str]):
         relative_path, class_name = element
+        modality = modalities.modality_named(self._modality)
         path = os.path.join(self._root, relative_path)
         raw, reason = None, link_escape_reason(path, self._data_root)
         if reason is None:
+            reason = modality.file_refusal(relative_path)
+        if reason is None:
             raw, reason = _read_file(path)
         if reason is None:
-            reason = decode_failure_reason(raw)
+            raw, reason = modality.parse_file(raw)
         if reason is not None:
             yield beam.pvalue.TaggedOutput(SKIPPED_TAG, {"file": relative_path, "class": class_name, "reason": reason})
             return
-        yield make_example(raw, self._class_ids[class_name], class_name, relative_path)
+        yield make_example(raw, self._class_ids[class_name], class_name, relative_path, modality.raw_feature)
 
 
 class ReadImageFolder(beam.PTransform):
     """Reads the files of a scanned layout; outputs 'examples' (tf.Example) and 'skipped' (dict) PCollections."""
 
-    def __init__(self, layout: layout_lib.Layout, class_names: List[str]):
+    def __init__(self, layout: layout_lib.Layout, class_names: List[str],
+                 modality: str = modalities.DEFAULT_MODALITY):
         super().__init__()
         missing = sorted(set(layout.class_names) - set(class_names))
         if missing:
             raise ValueError(f"class ids missing for class folders {missing}; resolve the label map first")
         self._layout = layout
         self._class_ids = {name: index for index, name in enumerate(class_names)}
+        self._modality = modality
 
     def expand(self, pipeline: beam.Pipeline):
         return (
@@ -167,9 +150,8 @@ class ReadImageFolder(beam.PTransform):
             # Spread the reads over workers even though Create produces one bundle.
             | "Reshuffle" >> beam.Reshuffle()
             | "ReadAndCheck"
-            >> beam.ParDo(ReadImageDoFn(self._layout.root, self._class_ids, self._layout.input_base)).with_outputs(
-                SKIPPED_TAG, main="examples"
-            )
+            >> beam.ParDo(ReadImageDoFn(self._layout.root, self._class_ids, self._layout.input_base,
+                                        self._modality)).with_outputs(SKIPPED_TAG, main="examples")
         )
 
 
@@ -190,7 +172,8 @@ def ImageFolderToExample(  # pylint: disable=invalid-name
     expected_root = layout_lib.class_root_for_pattern(input_base, split_pattern)
     if layout.root != expected_root:
         raise ValueError(f"scanned layout root {layout.root!r} is not the split pattern's root {expected_root!r}")
-    outputs = pipeline | "ReadImageFolder" >> ReadImageFolder(layout, exec_properties[CLASS_NAMES_KEY])
+    outputs = pipeline | "ReadImageFolder" >> ReadImageFolder(layout, exec_properties[CLASS_NAMES_KEY],
+                                                              _modality_name(exec_properties))
     stats_dir = exec_properties[STATS_DIR_KEY]
     _ = outputs[SKIPPED_TAG] | "WriteSkipped" >> _WriteJsonLines(os.path.join(stats_dir, _SKIPPED_STATS))
     return outputs.examples
@@ -232,7 +215,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             exec_properties, _single_split_pattern(exec_properties))
         moved = (
             examples
-            | "ClassAndPath" >> beam.Map(lambda e: (feature_text(e, "label_name"), feature_text(e, "filename")))
+            | "ClassAndPath" >> beam.Map(lambda e: (feature_text(e, feature_keys.LABEL_NAME_KEY),
+                                                   feature_text(e, feature_keys.FILENAME_KEY)))
             | "GroupByClass" >> beam.GroupByKey()
             | "Rebalance" >> beam.FlatMap(
                 lambda class_paths: [{"file": path, "class": class_paths[0], "split": split}
@@ -241,13 +225,13 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         _ = moved | "WriteMoved" >> _WriteJsonLines(os.path.join(stats_dir, _MOVED_STATS))
         moved_splits = beam.pvalue.AsDict(moved | "MovedSplit" >> beam.Map(lambda m: (m["file"], m["split"])))
         parts = examples | "SplitData" >> beam.Partition(
-            lambda e, _, moves: rule.split_index(feature_text(e, "filename"), moves), len(split_lib.SPLIT_NAMES),
-            moved_splits)
+            lambda e, _, moves: rule.split_index(feature_text(e, feature_keys.FILENAME_KEY), moves),
+            len(split_lib.SPLIT_NAMES), moved_splits)
         splits = dict(zip(split_lib.SPLIT_NAMES, parts))
         for split_name, split_examples in splits.items():
             _ = (
                 split_examples
-                | f"LabelNames[{split_name}]" >> beam.Map(feature_text, "label_name")
+                | f"LabelNames[{split_name}]" >> beam.Map(feature_text, feature_keys.LABEL_NAME_KEY)
                 | f"CountPerClass[{split_name}]" >> beam.combiners.Count.PerElement()
                 | f"WriteCounts[{split_name}]"
                 >> _WriteJsonLines(os.path.join(stats_dir, _SPLIT_STATS.format(split_name)))
@@ -284,16 +268,22 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         report = build_report(layout, stats_dir, artifact_utils.decode_split_names(examples.split_names))
         report["class_name_notes"] = name_notes
         tf.io.gfile.rmtree(stats_dir)
-        write_json_atomically(os.path.join(examples.uri, INGESTION_REPORT_FILE), report)
-        write_json_atomically(os.path.join(examples.uri, LABEL_MAP_FILE), {"classes": class_names})
+        write_json_atomically(os.path.join(examples.uri, artifact_files.INGESTION_REPORT_FILE), report)
+        write_json_atomically(os.path.join(examples.uri, artifact_files.LABEL_MAP_FILE),
+                              {artifact_files.LABEL_MAP_CLASSES_KEY: class_names})
         examples.set_int_custom_property("files_seen", report["files_seen"])
         examples.set_int_custom_property("examples_written", report["examples_written"])
         examples.set_int_custom_property("files_skipped", len(report["skipped"]))
         _log_skipped(report)
-        _fail_on_classes_without_images(report, layout.root)
+        _fail_on_classes_without_images(
+            report, layout.root, modalities.modality_named(_modality_name(exec_properties)).accepted_description)
         if label_map_path:
             # Only after a successful run, so a failed ingestion does not reserve ids.
-            write_json_atomically(label_map_path, {"classes": class_names})
+            write_json_atomically(label_map_path, {artifact_files.LABEL_MAP_CLASSES_KEY: class_names})
+
+
+def _modality_name(exec_properties: Dict[str, Any]) -> str:
+    return exec_properties.get(MODALITY_KEY) or modalities.DEFAULT_MODALITY
 
 
 def _single_split_pattern(exec_properties: Dict[str, Any]) -> str:
@@ -332,15 +322,17 @@ def read_label_map(path: str) -> List[str]:
     """Class names (index = id) from a {"classes": [...]} label map file."""
     with tf.io.gfile.GFile(path, "r") as handle:
         try:
-            classes = json.load(handle)["classes"]
+            classes = json.load(handle)[artifact_files.LABEL_MAP_CLASSES_KEY]
         except (ValueError, KeyError, TypeError) as err:
             raise ValueError(
-                f"label map {path!r} is not of the form {{\"classes\": [\"name0\", ...]}} ({err}); fix or delete it "
+                f"label map {path!r} is not of the form "
+                f"{{\"{artifact_files.LABEL_MAP_CLASSES_KEY}\": [\"name0\", ...]}} ({err}); fix or delete it "
                 "(deleting it renumbers the classes in sorted order)"
             ) from err
     if (not isinstance(classes, list) or not all(isinstance(name, str) for name in classes)
             or len(set(classes)) != len(classes)):
-        raise ValueError(f"label map {path!r}: 'classes' must be a list of distinct names; fix or delete it")
+        raise ValueError(f"label map {path!r}: '{artifact_files.LABEL_MAP_CLASSES_KEY}' must be a list of distinct "
+                         "names; fix or delete it")
     return classes
 
 
@@ -438,12 +430,12 @@ def _log_skipped(report: Dict[str, Any]) -> None:
         )
 
 
-def _fail_on_classes_without_images(report: Dict[str, Any], root: str) -> None:
+def _fail_on_classes_without_images(report: Dict[str, Any], root: str, accepted: str) -> None:
     """A class whose files were all skipped cannot be learned; the report lists why each was skipped."""
     unusable = [name for name, counts in report["per_class"].items() if counts["used"] == 0]
     if unusable:
         raise layout_lib.DataLayoutError(
-            f"class folder(s) {unusable} under {root!r} have no decodable image ({image_ops.SUPPORTED_FORMATS}); see "
-            f"the skipped files in {INGESTION_REPORT_FILE} of the Examples artifact. Add valid images or remove "
+            f"class folder(s) {unusable} under {root!r} have no {accepted}; see "
+            f"the skipped files in {artifact_files.INGESTION_REPORT_FILE} of the Examples artifact. Add valid images or remove "
             "the folder(s)."
         )

@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
-from hubtfx.components.example_gen import executor as example_gen_executor
+from hubtfx.components.common import artifact_files
 from hubtfx.components.example_gen import split as split_lib
 from hubtfx.components.gate import anomalies as anomalies_lib
 
@@ -43,7 +43,7 @@ class ClassCoverage:
 def read_ingestion(examples_uri: str) -> dict:
     """The ingestion report of an Examples artifact (empty when missing), plus its label map under 'classes'."""
     report = {}
-    for name in (example_gen_executor.INGESTION_REPORT_FILE, example_gen_executor.LABEL_MAP_FILE):
+    for name in (artifact_files.INGESTION_REPORT_FILE, artifact_files.LABEL_MAP_FILE):
         path = os.path.join(examples_uri, name)
         if tf.io.gfile.exists(path):
             with tf.io.gfile.GFile(path) as f:
@@ -67,7 +67,8 @@ def class_coverage(training: Sequence[dict], evaluated: dict) -> List[ClassCover
       evaluated: the ingestion report of the Examples the Evaluator reads (the newest span).
     """
     # The label map only appends classes, so the longest one covers every id (as the Trainer's run.py reads it).
-    class_names = max((report.get("classes", []) for report in [*training, evaluated]), key=len)
+    class_names = max((report.get(artifact_files.LABEL_MAP_CLASSES_KEY, []) for report in [*training, evaluated]),
+                      key=len)
     result = []
     for name in class_names:
         per_span = [_split_count(report, name, split_lib.TRAIN) for report in training]
@@ -117,8 +118,9 @@ def coverage_error(missing: Sequence[ClassCoverage], training: Sequence[dict]) -
         f"no training examples in {_spans(training)} (what the Trainer reads): the model could never predict "
         f"{'them' if len(missing) > 1 else 'it'}. Stopped before training, serving is unchanged. Add decodable "
         "images of each such class (a class folder with 2 or more images gets both training and eval examples), "
-        "or widen --span-window to include a span that has them; to retire a class, delete label_map.json in "
-        "the output folder (class ids are then reassigned in sorted order of the folders found).")
+        "or widen --span-window to include a span that has them; to retire a class, delete "
+        f"{artifact_files.LABEL_MAP_FILE} in the output folder (class ids are then reassigned in sorted order of the "
+        "folders found).")
 
 
 def check(training: Sequence[dict], evaluated: dict) -> List[ClassCoverage]:

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
 
-from hubtfx.components.transform import preprocessing
+from hubtfx.components.common import feature_keys
 
 
 def transformed_dataset(file_patterns: List[str], data_accessor, tft_output: tft.TFTransformOutput,
@@ -25,8 +25,8 @@ def transformed_dataset(file_patterns: List[str], data_accessor, tft_output: tft
 
     def apply_transform(raw_features):
         transformed = tft_layer(raw_features)
-        return (transformed[preprocessing.TRANSFORMED_IMAGE_KEY],
-                tf.reshape(transformed[preprocessing.TRANSFORMED_LABEL_KEY], [-1]))
+        return (transformed[feature_keys.TRANSFORMED_IMAGE_KEY],
+                tf.reshape(transformed[feature_keys.TRANSFORMED_LABEL_KEY], [-1]))
 
     return raw.map(apply_transform, num_parallel_calls=tf.data.AUTOTUNE)
 

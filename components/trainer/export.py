@@ -17,8 +17,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 
+from hubtfx.components.common import feature_keys
 from hubtfx.components.trainer import exported_model
-from hubtfx.components.transform import image_ops, preprocessing
+from hubtfx.components.transform import image_ops
 
 # Base64 text (RFC 4648 alphabet, optionally with line breaks): what a JSON request delivers when an image was
 # sent as a plain string instead of {"b64": ...}, which TF Serving passes on undecoded.
@@ -32,7 +33,7 @@ def _serving_functions(classifier: tf_keras.Model, tft_layer, class_names: Seque
 
     def predict_raw(raw_features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         transformed = tft_layer(raw_features)
-        logits = classifier(transformed[preprocessing.TRANSFORMED_IMAGE_KEY], training=False)
+        logits = classifier(transformed[feature_keys.TRANSFORMED_IMAGE_KEY], training=False)
         probabilities = tf.nn.softmax(logits, axis=-1)
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return {"probabilities": probabilities, "class_id": class_id, "class_name": tf.gather(names, class_id)}
@@ -40,7 +41,7 @@ def _serving_functions(classifier: tf_keras.Model, tft_layer, class_names: Seque
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=exported_model.EXAMPLES_INPUT)])
     def serve_examples(serialized_examples):
         raw = tf.io.parse_example(
-            serialized_examples, {preprocessing.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string)})
+            serialized_examples, {feature_keys.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string)})
         return predict_raw(raw)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=exported_model.IMAGE_INPUT)])
@@ -51,7 +52,7 @@ def _serving_functions(classifier: tf_keras.Model, tft_layer, class_names: Seque
         errors = tf.where(base64_text, errors + _BASE64_HINT, errors)
         # Rejected images are swapped for a valid placeholder so the shared Transform graph can run the batch.
         safe_bytes = tf.where(scored, image_bytes, image_ops.PLACEHOLDER_IMAGE)
-        outputs = predict_raw({preprocessing.IMAGE_KEY: tf.reshape(safe_bytes, [-1, 1])})
+        outputs = predict_raw({feature_keys.IMAGE_KEY: tf.reshape(safe_bytes, [-1, 1])})
         return {
             "probabilities": tf.where(scored[:, tf.newaxis], outputs["probabilities"], 0.0),
             "class_id": tf.where(scored, outputs["class_id"], tf.constant(-1, tf.int64)),
@@ -78,7 +79,7 @@ def export_serving_model(classifier: tf_keras.Model, tft_output: tft.TFTransform
         exported_model.BYTES_SIGNATURE: by_bytes,
         exported_model.EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
     })
-    image_shape = tft_output.transformed_feature_spec()[preprocessing.TRANSFORMED_IMAGE_KEY].shape
+    image_shape = tft_output.transformed_feature_spec()[feature_keys.TRANSFORMED_IMAGE_KEY].shape
     exported_model.write_facts(export_dir, exported_model.ModelFacts(
         class_names=tuple(class_names), image_size=(int(image_shape[0]), int(image_shape[1])),
         module_handle=module_handle, module_sha256=module_sha256))

@@ -33,7 +33,9 @@ EXAMPLES_SIGNATURE = "serving_examples"
 IMAGE_INPUT = "image_bytes"
 EXAMPLES_INPUT = "examples"
 
-FACTS_FILE = os.path.join("assets.extra", "hubtfx_model.json")
+# TF Serving's folder for files beside a SavedModel that it does not load.
+ASSETS_EXTRA_DIR = "assets.extra"
+FACTS_FILE = os.path.join(ASSETS_EXTRA_DIR, "hubtfx_model.json")
 # The Trainer's custom_config key for the backbone's identity, {"handle": ..., "sha256": ...}, as the pipeline
 # recorded it on the module's Importer artifact; the export copies it into the facts.
 MODULE_CONFIG_KEY = params.MODULE_KEY
@@ -62,7 +64,7 @@ class ModelFacts:
 
 
 def write_facts(export_dir: str, facts: ModelFacts) -> None:
-    tf.io.gfile.makedirs(os.path.join(export_dir, "assets.extra"))
+    tf.io.gfile.makedirs(os.path.join(export_dir, ASSETS_EXTRA_DIR))
     with tf.io.gfile.GFile(os.path.join(export_dir, FACTS_FILE), "w") as f:
         json.dump(facts.to_json(), f, indent=2)
 

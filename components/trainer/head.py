@@ -83,7 +83,7 @@ class HeadFit:
 
 def level_candidates(available: Sequence[str]) -> List[Tuple[str, ...]]:
     """The level sets cross-validation chooses from: the feature vector alone, and every level with it."""
-    from hubtfx.pipeline.hub_modules.contract import DEFAULT_LEVEL  # pylint: disable=import-outside-toplevel
+    from hubtfx.components.common.contract import DEFAULT_LEVEL  # pylint: disable=import-outside-toplevel
 
     extra = tuple(name for name in available if name != DEFAULT_LEVEL)
     return [(DEFAULT_LEVEL,), (*extra, DEFAULT_LEVEL)] if extra else [(DEFAULT_LEVEL,)]

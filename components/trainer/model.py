@@ -14,8 +14,8 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tf_keras
 
+from hubtfx.components.common.contract import DEFAULT_LEVEL
 from hubtfx.components.trainer.params import FALLBACK_FRACTION_PER_BLOCK
-from hubtfx.pipeline.hub_modules.contract import DEFAULT_LEVEL
 
 LEVEL_ARGUMENTS = {"return_levels": True}
 

@@ -46,8 +46,7 @@ class TrainingParams:
             raise ValueError(f"Unknown training parameters {unknown}; known: {sorted(known)}.")
         values = dict(config)
         if "fine_tune_blocks" in values:
-            blocks = str(values["fine_tune_blocks"]).strip().lower()
-            values["fine_tune_blocks"] = None if blocks == "all" else int(blocks)
+            values["fine_tune_blocks"] = parse_fine_tune_blocks(values["fine_tune_blocks"])
         params = cls(**values)
         if params.feature_levels not in FEATURE_LEVEL_CHOICES:
             raise ValueError(f"feature_levels must be one of {FEATURE_LEVEL_CHOICES}, got {params.feature_levels!r}.")
@@ -68,3 +67,20 @@ class TrainingParams:
     @property
     def sklearn_class_weight(self) -> Optional[str]:
         return None if self.class_weight == "none" else self.class_weight
+
+
+def parse_fine_tune_blocks(value: Any) -> Optional[int]:
+    """'all' -> None (every block); otherwise a non-negative block count. Raises ValueError.
+
+    Users write the value as text (YAML, command line); the Trainer receives that text in its custom_config.
+    """
+    text = str(value).strip().lower()
+    if text == "all":
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ValueError(f"fine_tune_blocks must be a whole number >= 0 or 'all', got {value!r}.")
+    return count

@@ -13,13 +13,11 @@ import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
+from hubtfx.components.common import artifact_files, contract as module_contract, feature_keys
+from hubtfx.components.modality import registry as modalities
 from hubtfx.components.trainer import data, export, exported_model, model, stages
 from hubtfx.components.trainer import head as head_lib
 from hubtfx.components.trainer.params import TrainingParams
-from hubtfx.pipeline.hub_modules import contract as module_contract
-
-HISTORY_FILE = "training_history.json"
-LABEL_MAP_FILE = "label_map.json"
 
 
 def read_class_names(train_file_patterns: List[str]) -> List[str]:
@@ -31,8 +29,8 @@ def read_class_names(train_file_patterns: List[str]) -> List[str]:
     maps = []
     for pattern in train_file_patterns:
         examples_dir = os.path.dirname(os.path.dirname(pattern))
-        with tf.io.gfile.GFile(os.path.join(examples_dir, LABEL_MAP_FILE)) as f:
-            maps.append(list(json.load(f)["classes"]))
+        with tf.io.gfile.GFile(os.path.join(examples_dir, artifact_files.LABEL_MAP_FILE)) as f:
+            maps.append(list(json.load(f)[artifact_files.LABEL_MAP_CLASSES_KEY]))
     longest = max(maps, key=len)
     inconsistent = [m for m in maps if longest[:len(m)] != m]
     if inconsistent:
@@ -55,7 +53,7 @@ def check_transform_matches_module(tft_output: tft.TFTransformOutput, module_pat
     except module_contract.ContractError as e:
         logging.warning("Cannot check Transform's output against the module (%s); trusting the config.", e)
         return None
-    produced = tft_output.transformed_feature_spec()[data.preprocessing.TRANSFORMED_IMAGE_KEY].shape
+    produced = tft_output.transformed_feature_spec()[feature_keys.TRANSFORMED_IMAGE_KEY].shape
     if list(produced) != [expected.image_size[0], expected.image_size[1], expected.channels]:
         raise ValueError(
             f"Transform produces images of shape {list(produced)} but the module at {module_path} expects "
@@ -83,14 +81,15 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     module_path = module_dir(fn_args.base_model)
     contract = check_transform_matches_module(tft_output, module_path)
-    image_size = tft_output.transformed_feature_spec()[data.preprocessing.TRANSFORMED_IMAGE_KEY].shape[:2]
+    image_size = tft_output.transformed_feature_spec()[feature_keys.TRANSFORMED_IMAGE_KEY].shape[:2]
     class_names = read_class_names(fn_args.train_files)
     logging.info("Training a %d-class head on %s (%s)", len(class_names), module_path, ", ".join(class_names))
     # In file order, unshuffled: the validation slice is chosen by row, and stage 2 shuffles after decoding.
     train = data.transformed_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, params.batch_size)
     with distribution_strategy().scope():
         outcome = train_both_stages(train, module_path, image_size, len(class_names), params, fn_args.model_run_dir,
-                                    available_levels=contract.feature_levels if contract else ())
+                                    available_levels=contract.feature_levels if contract else (),
+                                    modality=modalities.modality_for(contract))
     write_history(fn_args.model_run_dir, outcome, class_names, module_path)
     module = (fn_args.custom_config or {}).get(exported_model.MODULE_CONFIG_KEY) or {}
     export.export_serving_model(outcome.classifier, tft_output, class_names, fn_args.serving_model_dir,
@@ -118,12 +117,13 @@ class TrainingOutcome:
 
 
 def train_both_stages(train: tf.data.Dataset, module_path: str, image_size, num_classes: int,
-                      params: TrainingParams, log_dir: str, available_levels=()) -> TrainingOutcome:
+                      params: TrainingParams, log_dir: str, available_levels=(), modality=None) -> TrainingOutcome:
     """Stage 1, then (if enabled and judgeable) stage 2; returns the classifier to export.
 
     train: (images float32 [b, h, w, 3], labels int64 [b]) batches in a fixed order (read twice).
     available_levels: the module's feature levels (ModuleContract.feature_levels); params.feature_levels says
-    which level sets stage 1's cross-validation may choose from.
+    which level sets stage 1's cross-validation may choose from. modality: the module's Modality, whose
+    augmentation stage 2 uses (image when None).
     """
     started = time.perf_counter()
     candidates = level_candidates(available_levels, params.feature_levels)
@@ -171,7 +171,7 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, image_size, num_
     tuned = _classifier(backbone, fitting_fit, num_classes, params.dropout, image_size)
     fitting, validation = stages.split_images(train, held_out, params.batch_size, params.seed)
     stage2 = stages.fine_tune(fitting, validation, tuned, backbone.selected_variable_names, params,
-                              -(-len(fitting_rows) // params.batch_size), reference, log_dir)
+                              -(-len(fitting_rows) // params.batch_size), reference, log_dir, modality=modality)
     stage2.train_examples, stage2.validation_examples = len(fitting_rows), len(validation_rows)
     if stage2.best_epoch:
         stage2_predicted = np.concatenate([np.argmax(tuned(images, training=False), axis=-1)
@@ -219,5 +219,5 @@ def write_history(model_run_dir: str, outcome: TrainingOutcome, class_names, mod
         "module": module_path,
     }
     tf.io.gfile.makedirs(model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(model_run_dir, HISTORY_FILE), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, artifact_files.TRAINING_HISTORY_FILE), "w") as f:
         json.dump(payload, f, indent=2)

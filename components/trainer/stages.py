@@ -10,9 +10,11 @@ stage 1's validation loss on the same slice. A validation loss that blows up (or
 back to stage 1, so a collapsed model never reaches the Evaluator. The eval split is never read here: it belongs
 to the Evaluator and the report.
 """
+import contextlib
 import dataclasses
 import logging
 import os
+import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -20,10 +22,11 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from hubtfx.components.trainer import data, model
+from hubtfx.components.common.contract import DEFAULT_LEVEL
+from hubtfx.components.modality import registry as modalities
+from hubtfx.components.trainer import model, progress
 from hubtfx.components.trainer import head as head_lib
 from hubtfx.components.trainer.params import TrainingParams
-from hubtfx.pipeline.hub_modules.contract import DEFAULT_LEVEL
 
 _FEATURE_LOG_EVERY = 256  # images between progress lines
 _IMAGE_SHUFFLE_BUFFER = 256  # decoded images are ~600 kB each at 224x224
@@ -58,16 +61,33 @@ class StageResult:
 
 class ProgressLogger(tf_keras.callbacks.Callback):
     """One log line per epoch (Keras' progress bars are unreadable in pipeline logs), with the training part's
-    duration: validation is excluded so the seconds measure the training input pipeline and steps."""
+    duration: validation is excluded so the seconds measure the training input pipeline and steps.
+
+    On a terminal (progress.bars_wanted) a bar over the epochs also counts the current epoch's batches, so a long
+    epoch shows that it moves; the epoch lines are written above it. Elsewhere the lines are all there is.
+    """
 
     def __init__(self, stage: str, epochs: int):
         super().__init__()
         self._stage, self._epochs = stage, epochs
         self._started = None
+        self._bar = None
         self.train_seconds: List[float] = []
+        # The batch hook reads only the batch index: Keras need not convert the batch's metrics to Python for it.
+        self._supports_tf_logs = True
+
+    def on_train_begin(self, logs=None):
+        if progress.bars_wanted():
+            self._bar = progress.bar(self._epochs, f"[{self._stage}]", "epoch")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._bar is not None:
+            steps = self.params.get("steps") if self.params else None  # None when the dataset's size is unknown
+            self._bar.set_postfix_str(f"batch {batch + 1}" + (f"/{steps}" if steps else ""), refresh=False)
+            self._bar.update(0)  # redraws at most every tenth of a second
 
     def _record_training_time(self):
         if self._started is not None:  # once per epoch; evaluate() outside fit() has no epoch to time
@@ -80,8 +100,17 @@ class ProgressLogger(tf_keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self._record_training_time()
         metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
-        logging.info("[%s] epoch %d/%d %s (training %.1f s)", self._stage, epoch + 1, self._epochs, metrics,
-                     self.train_seconds[-1])
+        # On a terminal the line goes above the bar instead of through it.
+        with self._bar.external_write_mode(file=sys.stderr) if self._bar is not None else contextlib.nullcontext():
+            logging.info("[%s] epoch %d/%d %s (training %.1f s)", self._stage, epoch + 1, self._epochs, metrics,
+                         self.train_seconds[-1])
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def on_train_end(self, logs=None):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def without_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -221,12 +250,13 @@ def judge_by_sign_test(stage2: StageResult, stage1_predicted: np.ndarray, stage2
     test = SignTest.compare(stage1_predicted, stage2_predicted, labels)
     stage2.sign_test = test
     counts = f"fixed {test.fixed} and broke {test.broken} of stage 1's {len(labels)} validation predictions"
-    if test.p_value > significance:
-        stage2.outcome = (f"not kept: its best epoch ({stage2.best_epoch}) {counts}, sign-test p {test.p_value:.3f} "
+    p_value = test.p_value
+    if p_value > significance:
+        stage2.outcome = (f"not kept: its best epoch ({stage2.best_epoch}) {counts}, sign-test p {p_value:.3f} "
                           f"> stage2_significance {significance:g}")
         stage2.best_epoch = 0
     else:
-        stage2.outcome += f"; it {counts} (sign-test p {test.p_value:.3f})"
+        stage2.outcome += f"; it {counts} (sign-test p {p_value:.3f})"
 
 
 class KeepBestOnValidation(tf_keras.callbacks.Callback):
@@ -312,16 +342,19 @@ def split_images(train: tf.data.Dataset, held_out: np.ndarray, batch_size: int, 
 
 def fine_tune(fitting: tf.data.Dataset, validation: tf.data.Dataset, classifier: tf_keras.Model,
               unfrozen: List[str], params: TrainingParams, steps_per_epoch: int, reference: Dict[str, float],
-              log_dir: str, extra_callbacks: Sequence[tf_keras.callbacks.Callback] = ()) -> StageResult:
+              log_dir: str, extra_callbacks: Sequence[tf_keras.callbacks.Callback] = (),
+              modality=None) -> StageResult:
     """Stage 2: trains the unfrozen top of the backbone and the head together, from stage 1's head.
 
     reference: stage 1's {"loss", "accuracy"} on the validation slice. Returns the result with best_epoch 0 when
     no epoch beat it (the classifier then holds stage 1's weights again). extra_callbacks run after the stage's
-    own (the trainer benchmark times a baseline between epochs with one).
+    own (the trainer benchmark times a baseline between epochs with one). modality: the Modality whose `augment`
+    alters the fitting batches when params.augment (image when None).
     """
     validation = without_autotuning(validation)
     if params.augment:
-        fitting = fitting.map(lambda images, labels: (data.augment(images, params.seed), labels),
+        augment = (modality or modalities.default_modality()).augment
+        fitting = fitting.map(lambda images, labels: (augment(images, params.seed), labels),
                               num_parallel_calls=tf.data.AUTOTUNE)
     schedule = _warmup_cosine(params.stage2_learning_rate, steps_per_epoch * params.stage2_epochs,
                               params.warmup_fraction)

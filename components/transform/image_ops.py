@@ -26,7 +26,7 @@ ExampleGen skips refused images with the reason and the image signature (`servin
 reason as a per-image error (see image_errors). EXIF orientation is not applied (TF's decoders ignore it), in training and
 serving alike: pixels are used as stored.
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -551,3 +551,34 @@ def decode_batch(image_bytes: tf.Tensor, size: Tuple[int, int], value_range: Seq
 
     pixels = tf.map_fn(lambda raw: tf.reduce_prod(header_dimensions(raw)), image_bytes, fn_output_signature=tf.int64)
     return tf.cond(tf.reduce_sum(pixels) <= max_pixels, lambda: decode_all(10), lambda: decode_all(1))
+
+
+# Eager checks of one file's bytes, for ExampleGen's skip reason and the image modality (outside any graph).
+_header_verdict = tf.function(header_verdict, input_signature=[tf.TensorSpec([], tf.string)])
+_decode_rgb = tf.function(decode_rgb, input_signature=[tf.TensorSpec([], tf.string)])
+
+
+def decode_failure_reason(raw: bytes) -> Optional[str]:
+    """None if Transform will decode `raw` to the right pixels, else a short human-readable reason.
+
+    The reason is the one the exported model's `serving_bytes` gives for the same bytes (image_ops.header_verdict,
+    then corrupt_reasons if decoding fails); for a corrupt file the decoder's own detail is appended.
+    Nothing is decoded when the header refuses the image (e.g. over image_ops.MAX_PIXELS).
+    """
+    if not raw:
+        return "empty file (0 bytes)"
+    try:
+        verdict = _header_verdict(raw).numpy().decode()
+        if verdict:
+            return verdict
+        _decode_rgb(raw)
+        return None
+    except tf.errors.InvalidArgumentError as err:
+        detail = tf_error_detail(err)
+    return f"{corrupt_reasons(tf.constant([raw]))[0].numpy().decode()} ({detail})"
+
+
+def tf_error_detail(err: tf.errors.OpError) -> str:
+    """TF's error message without the '{{function_node ...}}' prefix and '[Op:...]' suffix."""
+    message = err.message.split("}}")[-1]
+    return message.split(" [Op:")[0].strip()

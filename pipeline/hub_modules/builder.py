@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from hubtfx.components.common.contract import CONTRACT_FILENAME, KINDS, ModuleContract
 from hubtfx.pipeline.hub_modules import integrity
-from hubtfx.pipeline.hub_modules.contract import CONTRACT_FILENAME, KINDS, ModuleContract
 
 MODULE_VERSION = "v2"  # v2: the feature-vector module also offers pooled block outputs
 CACHE_DIR_ENV = "HUBTFX_CACHE_DIR"

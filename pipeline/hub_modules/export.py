@@ -17,7 +17,7 @@ import os
 
 import tensorflow as tf
 
-from hubtfx.pipeline.hub_modules.contract import DEFAULT_LEVEL, ModuleContract, write_contract
+from hubtfx.components.common.contract import DEFAULT_LEVEL, ModuleContract, write_contract
 
 _SIGNATURE_OUTPUT_KEYS = {"feature_vector": "feature_vector", "classification": "logits"}
 

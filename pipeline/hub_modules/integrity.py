@@ -16,7 +16,7 @@ import os
 import posixpath
 from typing import Optional
 
-from hubtfx.pipeline.hub_modules import contract as module_contract
+from hubtfx.components.common import contract as module_contract
 
 SAVED_MODEL_FILENAME = "saved_model.pb"
 # tf.saved_model writes the variables as a tensor bundle with this prefix (variables/variables.index + shards).

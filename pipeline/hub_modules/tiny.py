@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from hubtfx.pipeline.hub_modules.contract import ModuleContract
+from hubtfx.components.common.contract import ModuleContract
 from hubtfx.pipeline.hub_modules.export import export_hub_module
 from hubtfx.pipeline.hub_modules.layers import FrozenBatchNormalization
 

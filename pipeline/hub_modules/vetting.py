@@ -16,7 +16,7 @@ import dataclasses
 import logging
 from typing import Dict, Iterable, List, Set, Tuple
 
-from hubtfx.pipeline.hub_modules.contract import read_saved_model_proto
+from hubtfx.components.common.contract import read_saved_model_proto
 
 ALLOW_UNSAFE_FLAG = "--allow-unsafe-module-ops"
 

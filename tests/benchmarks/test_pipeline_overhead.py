@@ -6,6 +6,8 @@ import pytest
 from benchmarks import pipeline_overhead
 
 
+# About 5 minutes each on 2 cores: behind `slow` to keep `make test` within CI's budget.
+@pytest.mark.slow
 def test_quick_mode_times_the_pipeline_the_plain_script_and_a_cached_rerun(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert pipeline_overhead.main(["--quick", "--json", str(out)]) == 0

@@ -1,9 +1,13 @@
 """The transfer-vs-scratch benchmark's --quick mode runs end to end, so the script cannot rot."""
 import json
 
+import pytest
+
 from benchmarks import transfer_vs_scratch
 
 
+# About 5 minutes each on 2 cores: behind `slow` to keep `make test` within CI's budget.
+@pytest.mark.slow
 def test_quick_mode_compares_the_three_variants_on_equal_time(tmp_path, capsys):
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     assert transfer_vs_scratch.main(["--quick", "--json", str(out), "--plot", str(png)]) == 0

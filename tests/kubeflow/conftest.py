@@ -12,7 +12,7 @@ CLUSTER_FLAGS = ["--image", IMAGE, "--data-root", "gs://hubtfx-test/flowers", "-
 
 
 def compile_with_cli(tmp_path_factory, target: str, filename: str, *flags: str):
-    from hubtfx.pipeline.cli import main
+    from hubtfx.pipeline.cli.commands import main
     path = str(tmp_path_factory.mktemp(target) / filename)
     assert main(["compile", "--target", target, "--output", path, *CLUSTER_FLAGS, *flags]) == 0
     with open(path, encoding="utf-8") as f:

@@ -9,6 +9,7 @@ import pytest
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from hubtfx.components.common import artifact_files
 from hubtfx.kubeflow import container_entrypoint, execute_spec, local_metadata
 
 RUN_EXECUTOR = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
@@ -64,7 +65,7 @@ def test_an_untyped_input_without_an_inputs_spec_is_a_clear_error(tmp_path):
 def span_specs(tmp_path_factory, tiny_module):
     """A Kubeflow dry-run spec over span-<N> data, and the same spec with TFX's plain entrypoint (no driver)."""
     from hubtfx.kubeflow import kfp_target, runner
-    from hubtfx.pipeline import sample_data
+    from hubtfx.pipeline.datasets import sample_data
     from hubtfx.pipeline.config import PipelineConfig
     work = tmp_path_factory.mktemp("spans")
     data = str(work / "data")
@@ -98,7 +99,7 @@ def test_without_precachecheck_example_gen_needs_its_driver_in_its_own_container
     # property, which TFX's entrypoint hands on as "custom:span".
     assert examples.custom_properties["custom:span"].double_value == 2
     assert examples.custom_properties["input_fingerprint"].string_value
-    with open(os.path.join(examples.uri, "ingestion_report.json"), encoding="utf-8") as f:
+    with open(os.path.join(examples.uri, artifact_files.INGESTION_REPORT_FILE), encoding="utf-8") as f:
         report = json.load(f)
     assert report["span"] == 2 and report["input_base"] == data
 

@@ -18,6 +18,7 @@ import shutil
 import numpy as np
 import pytest
 
+from hubtfx.components.common import artifact_files
 from hubtfx.kubeflow import execute_spec, kfp_target, local_metadata
 
 # The config of the `finished_run` fixture (tests/conftest.py): the same seed, data and training settings.
@@ -27,7 +28,7 @@ VERTEX_RESOLVER = "latest_blessed_model_resolver-model-resolver"
 
 
 def compile_dry_run(target, output, data_root, module, output_dir):
-    from hubtfx.pipeline.cli import main
+    from hubtfx.pipeline.cli.commands import main
     assert main(["compile", "--target", target, "--output", output, "--allow-local-paths", "--data-root", data_root,
                  "--hub-handle", module, "--output-dir", output_dir, *TRAINING_FLAGS]) == 0
     return output
@@ -97,7 +98,7 @@ def test_the_vertex_rerun_is_served_from_cache_up_to_the_trainer(runs):
 @pytest.fixture(scope="module")
 def local_predictions(finished_run, sample_root):
     """The local runner's model (same config, data and seed) on every sample image."""
-    from hubtfx.pipeline import predict
+    from hubtfx.pipeline.serving import predict
     _, local_summary = finished_run
     files = sorted(glob.glob(os.path.join(sample_root, "*", "*")))
     return files, list(predict.predict_files(local_summary.pushed_path, files))
@@ -105,7 +106,7 @@ def local_predictions(finished_run, sample_root):
 
 @pytest.mark.parametrize("target", ["vertex", "kubeflow"])
 def test_a_model_was_pushed_whose_predictions_equal_the_local_runners(runs, target, local_predictions):
-    from hubtfx.pipeline import predict
+    from hubtfx.pipeline.serving import predict
     files, local = local_predictions
     executed = list(predict.predict_files(pushed_model_dir(runs["first"][target]), files))
     assert [r.class_id for r in executed] == [r.class_id for r in local]
@@ -145,5 +146,5 @@ def test_the_data_root_parameter_reaches_example_gen(runs, target, run):
     values = executor_input(result, "ImageFolderExampleGen")["inputs"]["parameterValues"]
     assert values["input_base"] == expected
     [examples] = artifacts(result, "ImageFolderExampleGen", "examples")
-    with open(os.path.join(examples.uri, "ingestion_report.json"), encoding="utf-8") as f:
+    with open(os.path.join(examples.uri, artifact_files.INGESTION_REPORT_FILE), encoding="utf-8") as f:
         assert json.load(f)["input_base"] == expected

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from hubtfx.kubeflow import loopback, schedule
-from hubtfx.pipeline.cli import main
+from hubtfx.pipeline.cli.commands import main
 from hubtfx.pipeline.config import ConfigError
 
 FLAGS = ["--image", "us-docker.pkg.dev/hubtfx-test/pipelines/hubtfx:1", "--data-root", "gs://hubtfx-test/flowers",

@@ -21,9 +21,10 @@ from tfx import v1 as tfx
 
 from hubtfx.components.evaluator import comparability, executor
 from hubtfx.components.trainer import exported_model
-from hubtfx.pipeline import cli, predict
 from hubtfx.pipeline import pipeline as pipeline_lib
+from hubtfx.pipeline.cli import commands
 from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.serving import predict
 
 COLOURS = {"red": (1.0, 0.1, 0.1), "green": (0.1, 1.0, 0.1), "blue": (0.1, 0.1, 1.0), "yellow": (1.0, 1.0, 0.1)}
 
@@ -42,7 +43,7 @@ def _add_span(data_root, span, classes, images_per_class=8, seed=0):
 def _run(data_root, output_dir, module):
     """`hubtfx run` in this process; (exit code, everything it printed)."""
     with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(out):
-        code = cli.main(["run", "--data-root", data_root, "--use-spans", "--output-dir", output_dir,
+        code = commands.main(["run", "--data-root", data_root, "--use-spans", "--output-dir", output_dir,
                          "--hub-handle", module, "--stage2-epochs", "0",
                          "--batch-size", "8", "--accuracy-threshold", "0.0", "--max-accuracy-drop", "0.0"])
     return code, out.getvalue()
@@ -67,8 +68,8 @@ def _report(output_dir):
 
 def test_run_2_skips_the_comparison_with_the_three_class_model_and_says_why(three_runs):
     (first, second, _), _ = three_runs
-    assert first[0] == cli.EXIT_OK and "pushed to" in first[1], first[1]
-    assert second[0] == cli.EXIT_OK and "pushed to" in second[1], second[1]
+    assert first[0] == commands.EXIT_OK and "pushed to" in first[1], first[1]
+    assert second[0] == commands.EXIT_OK and "pushed to" in second[1], second[1]
     assert ("baseline    the latest blessed model has 3 classes (blue, green, red), this one 4 (blue, green, red, "
             "yellow): added yellow: no comparison with the latest blessed model; only the absolute threshold "
             "applies") in second[1]
@@ -84,7 +85,7 @@ def test_the_label_map_and_the_new_model_have_four_classes(three_runs):
 
 def test_run_3_compares_with_run_2s_model_like_any_rerun(three_runs):
     (_, _, third), output_dir = three_runs
-    assert third[0] == cli.EXIT_OK, third[1]
+    assert third[0] == commands.EXIT_OK, third[1]
     assert "not pushed again" in third[1] and "baseline    " not in third[1], third[1]
     report = _report(output_dir)
     assert "Baseline: the latest blessed model" in report and "Not compared" not in report

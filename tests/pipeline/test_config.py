@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from hubtfx.components.trainer.params import TrainingParams
+from hubtfx.components.trainer.params import TrainingParams, parse_fine_tune_blocks
 from hubtfx.pipeline import config as config_lib
 from hubtfx.pipeline.config import ConfigError, PipelineConfig
 
@@ -20,7 +20,7 @@ def test_yaml_fills_the_config_and_converts_types(tmp_path):
     path.write_text("stage2_epochs: '4'\nimage_size: [160, 128]\nuse_spans: 'yes'\nfine_tune_blocks: all\n")
     config = config_lib.load_yaml(str(path))
     assert (config.stage2_epochs, config.image_size, config.use_spans) == (4, (160, 128), True)
-    assert config_lib.parse_fine_tune_blocks(config.fine_tune_blocks) is None
+    assert parse_fine_tune_blocks(config.fine_tune_blocks) is None
 
 
 @pytest.mark.parametrize("text, message", [
@@ -70,3 +70,19 @@ def test_internal_fields_are_not_user_settable():
     assert "module_sha256" not in names and "module_path" not in names
     with pytest.raises(ConfigError):
         config_lib.from_mapping({"module_sha256": "abc"})
+
+
+@pytest.mark.parametrize("text", ["-1", "top", "2.5", ""])
+def test_the_config_and_the_trainer_refuse_a_bad_fine_tune_blocks_alike(text):
+    with pytest.raises(ValueError) as from_trainer:
+        TrainingParams.from_custom_config({"fine_tune_blocks": text})
+    with pytest.raises(ConfigError) as from_config:
+        PipelineConfig(fine_tune_blocks=text).validate()
+    assert str(from_config.value) == str(from_trainer.value)
+    assert "fine_tune_blocks must be a whole number >= 0 or 'all'" in str(from_trainer.value)
+
+
+@pytest.mark.parametrize("text, blocks", [(" All ", None), ("0", 0), ("3", 3), (2, 2)])
+def test_fine_tune_blocks_reads_a_count_or_all(text, blocks):
+    assert parse_fine_tune_blocks(text) == blocks
+    assert TrainingParams.from_custom_config({"fine_tune_blocks": text}).fine_tune_blocks == blocks

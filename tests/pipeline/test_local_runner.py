@@ -13,7 +13,8 @@ from ml_metadata.metadata_store import metadata_store
 
 from hubtfx.components.trainer import exported_model
 from hubtfx.components.transform import image_ops
-from hubtfx.pipeline import local_runner, module_resolution
+from hubtfx.pipeline import local_runner
+from hubtfx.pipeline.hub_modules import module_resolution
 
 
 def _grayscale_png() -> bytes:

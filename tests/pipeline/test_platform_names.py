@@ -8,7 +8,8 @@ from datetime import datetime
 
 import pytest
 
-from hubtfx.pipeline import cli, platform_names
+from hubtfx.pipeline import platform_names
+from hubtfx.pipeline.cli import commands
 from hubtfx.pipeline.config import ConfigError, PipelineConfig
 
 CLUSTER = ["--image", "us-docker.pkg.dev/hubtfx-test/pipelines/hubtfx:1", "--data-root", "gs://hubtfx-test/flowers",
@@ -127,7 +128,7 @@ def test_every_command_refuses_the_name_before_anything_runs(argv, tmp_path, cap
     argv = [a.format(tmp=tmp_path) for a in argv]
     if argv[0] in ("run", "retrain"):
         argv += ["--output-dir", str(out), "--data-root", str(tmp_path / "no-data")]
-    assert cli.main(argv + ["--pipeline-name", "flowers_retrain"]) == cli.EXIT_USAGE
+    assert commands.main(argv + ["--pipeline-name", "flowers_retrain"]) == commands.EXIT_USAGE
     err = capsys.readouterr().err
     assert "pipeline_name 'flowers_retrain'" in err and "Traceback" not in err
     assert not list(tmp_path.glob("spec.*")) and not (out / "pipeline_root").exists()
@@ -136,7 +137,7 @@ def test_every_command_refuses_the_name_before_anything_runs(argv, tmp_path, cap
 def test_schedule_refuses_a_google_account_for_kubeflow_before_compiling(tmp_path, capsys):
     argv = ["schedule", "--target", "kubeflow", "--cron", "0 3 * * 1", "--dry-run", *CLUSTER,
             "--service-account", "pipelines@hubtfx-test.iam.gserviceaccount.com"]
-    assert cli.main(argv) == cli.EXIT_USAGE
+    assert commands.main(argv) == commands.EXIT_USAGE
     captured = capsys.readouterr()
     assert "Kubernetes service account" in captured.err and "Dry run" not in captured.out  # Nothing compiled.
 

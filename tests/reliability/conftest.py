@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hubtfx.pipeline.sample_data import generate_dataset
+from hubtfx.pipeline.datasets.sample_data import generate_dataset
 
 LARGE_SIDE = 12000  # 144 megapixels: decoded as float32 RGB it would take 1.7 GB
 

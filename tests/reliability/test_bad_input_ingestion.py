@@ -13,11 +13,12 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
+from hubtfx.components.common import artifact_files
 from hubtfx.components.example_gen import executor as executor_lib
 from hubtfx.components.example_gen.component import make_output_config
 from hubtfx.components.example_gen.layout import DataLayoutError, scan_layout
 from hubtfx.components.transform import image_ops, preprocessing
-from hubtfx.pipeline.sample_data import generate_dataset
+from hubtfx.pipeline.datasets.sample_data import generate_dataset
 
 
 def _ingest(input_base: str, output_uri: str):
@@ -34,7 +35,7 @@ def _ingest(input_base: str, output_uri: str):
         executor_lib.LABEL_MAP_PATH_KEY: None,
         "span": 0,
     })
-    with open(os.path.join(output_uri, executor_lib.INGESTION_REPORT_FILE), encoding="utf-8") as handle:
+    with open(os.path.join(output_uri, artifact_files.INGESTION_REPORT_FILE), encoding="utf-8") as handle:
         report = json.load(handle)
     filenames = []
     for path in glob.glob(os.path.join(output_uri, "Split-*", "*.gz")):

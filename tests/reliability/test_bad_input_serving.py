@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from hubtfx.components.trainer import exported_model
-from hubtfx.pipeline import cli
+from hubtfx.pipeline.cli import commands
 
 
 def _example(image_bytes: bytes) -> bytes:
@@ -54,10 +54,10 @@ def test_good_images_score_the_same_alone_in_a_bad_batch_and_through_serving_exa
 
 def test_hubtfx_predict_reports_each_bad_file_and_scores_the_rest(finished_run, corpus, capsys):
     config, _ = finished_run
-    code = cli.main(["predict", "--output", config.output_dir, "--json", corpus.root])
+    code = commands.main(["predict", "--output", config.output_dir, "--json", corpus.root])
     lines = {os.path.relpath(line["file"], corpus.root): line
              for line in map(json.loads, capsys.readouterr().out.splitlines())}
-    assert code == cli.EXIT_FAILED
+    assert code == commands.EXIT_FAILED
     for path, outcome in corpus.cases.items():
         line = lines[path]
         if outcome.serve:

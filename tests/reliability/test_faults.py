@@ -13,7 +13,8 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from hubtfx.components.pusher import serving
-from hubtfx.pipeline import cli, local_runner, output_folder
+from hubtfx.pipeline import local_runner, output_folder
+from hubtfx.pipeline.cli import commands
 from hubtfx.pipeline.config import PipelineConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -75,7 +76,7 @@ def _rerun_to_completion(flags, output):
     assert serving.served_versions(serving_dir) == [], "a killed run must not have pushed"
     finished = _start_run(flags)
     log = finished.communicate(timeout=_RUN_TIMEOUT)[0]
-    assert finished.returncode == cli.EXIT_OK, log
+    assert finished.returncode == commands.EXIT_OK, log
     assert len(serving.served_versions(serving_dir)) == 1
     _assert_only_complete_blessed_versions(serving_dir)
     return _executions_by_component(os.path.join(output, "metadata.sqlite"))
@@ -114,8 +115,8 @@ def test_a_second_run_on_the_same_output_fails_fast_without_touching_ml_metadata
     with output_folder.exclusive_lock(output, local_runner.RUN_LOCK_FILE) as locked:
         assert locked
         started = time.monotonic()
-        code = cli.main(["run", *_run_flags(sample_root, output, tiny_module)])
-    assert code == cli.EXIT_USAGE
+        code = commands.main(["run", *_run_flags(sample_root, output, tiny_module)])
+    assert code == commands.EXIT_USAGE
     assert f"another hubtfx run is using {output} (pid {os.getpid()}); wait for it" in capsys.readouterr().err
     assert time.monotonic() - started < 60
     assert not os.path.exists(os.path.join(output, "metadata.sqlite"))
@@ -131,11 +132,11 @@ def test_a_diverging_stage_2_is_rolled_back_and_the_run_says_so(finished_run, tm
     output = str(tmp_path / "out")
     shutil.copytree(config.output_dir, output, ignore=shutil.ignore_patterns(local_runner.RUN_LOCK_FILE))
 
-    code = cli.main(["run", *_run_flags(sample_root, output, tiny_module), "--stage2-learning-rate", "1000"])
+    code = commands.main(["run", *_run_flags(sample_root, output, tiny_module), "--stage2-learning-rate", "1000"])
 
     captured = capsys.readouterr()
     text = captured.out + captured.err
-    assert code in (cli.EXIT_OK, cli.EXIT_NOT_BLESSED), text
+    assert code in (commands.EXIT_OK, commands.EXIT_NOT_BLESSED), text
     assert "stage2: rolled back to stage 1:" in text and "lower --stage2-learning-rate" in text, text
     assert "kept stage1" in text and "Traceback" not in text
 
@@ -145,7 +146,7 @@ def test_an_output_folder_that_cannot_be_created_is_named_in_the_error(tmp_path,
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     output = str(blocker / "out")
-    assert cli.main(["run", *_run_flags(sample_root, output, tiny_module)]) == cli.EXIT_USAGE
+    assert commands.main(["run", *_run_flags(sample_root, output, tiny_module)]) == commands.EXIT_USAGE
     assert f"hubtfx: error: cannot write to the output folder {output}: Not a directory" in capsys.readouterr().err
 
 

@@ -7,9 +7,9 @@ import socket
 import pytest
 import tensorflow as tf
 
-from hubtfx.pipeline import module_resolution
 from hubtfx.pipeline.config import PipelineConfig
 from hubtfx.pipeline.hub_modules import builder
+from hubtfx.pipeline.hub_modules import module_resolution
 from hubtfx.pipeline.hub_modules.torch_pickle import UnsafePickleError, load_state_dict
 from hubtfx.pipeline.hub_modules.vetting import UnsafeModuleError
 

@@ -15,6 +15,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
+from hubtfx.components.common import artifact_files
 from hubtfx.components.example_gen import class_names
 from hubtfx.components.example_gen import executor as executor_lib
 from hubtfx.components.example_gen.component import make_output_config
@@ -156,10 +157,10 @@ def test_the_executor_writes_one_class_for_both_spellings_and_a_label_map_withou
                 labels.append((feature["label"].int64_list.value[0],
                                feature["label_name"].bytes_list.value[0].decode()))
     assert sorted(labels) == [(0, CAFE_NFC)] * 6 + [(1, THE)] * 3
-    for path in (label_map, os.path.join(out, executor_lib.LABEL_MAP_FILE)):
+    for path in (label_map, os.path.join(out, artifact_files.LABEL_MAP_FILE)):
         with open(path, encoding="utf-8") as handle:
             assert json.load(handle) == {"classes": [CAFE_NFC, THE]}
-    with open(os.path.join(out, executor_lib.INGESTION_REPORT_FILE), encoding="utf-8") as handle:
+    with open(os.path.join(out, artifact_files.INGESTION_REPORT_FILE), encoding="utf-8") as handle:
         report = json.load(handle)
     assert {name: (c["used"], c["skipped"], c["train"] + c["eval"]) for name, c in report["per_class"].items()} == {
         CAFE_NFC: (6, 0, 6), THE: (3, 0, 3)}

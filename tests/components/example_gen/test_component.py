@@ -6,7 +6,7 @@ from tfx.utils import proto_utils
 
 from hubtfx.components.example_gen.component import ImageFolderDriver, ImageFolderExampleGen
 from hubtfx.components.example_gen.layout import DataLayoutError
-from hubtfx.pipeline.sample_data import generate_dataset
+from hubtfx.pipeline.datasets.sample_data import generate_dataset
 
 
 def _input_pattern(component):

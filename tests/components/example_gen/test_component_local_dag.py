@@ -11,7 +11,7 @@ from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from hubtfx.components.example_gen.component import ImageFolderExampleGen
-from hubtfx.pipeline.sample_data import generate_dataset
+from hubtfx.pipeline.datasets.sample_data import generate_dataset
 
 _CLASSES = ["triangle", "star", "square"]  # sorted ids: square=0, star=1, triangle=2
 _BAD = {

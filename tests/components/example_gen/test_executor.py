@@ -12,11 +12,12 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
+from hubtfx.components.common import artifact_files
 from hubtfx.components.example_gen import executor as executor_lib
 from hubtfx.components.example_gen.component import make_output_config
 from hubtfx.components.example_gen.layout import DataLayoutError, scan_layout
 from hubtfx.components.example_gen.split import SplitRule
-from hubtfx.pipeline.sample_data import generate_dataset
+from hubtfx.pipeline.datasets.sample_data import generate_dataset
 
 _TINY = dict(images_per_class=3, min_size=24, max_size=32)
 
@@ -139,7 +140,7 @@ def test_a_class_with_no_decodable_image_fails_after_writing_the_report(tmp_path
     with pytest.raises(DataLayoutError, match=r"\['broken'\] .*no decodable image"):
         _run_executor(str(data), str(tmp_path / "out"), label_map)
 
-    with open(tmp_path / "out" / executor_lib.INGESTION_REPORT_FILE) as handle:
+    with open(tmp_path / "out" / artifact_files.INGESTION_REPORT_FILE) as handle:
         report = json.load(handle)
     assert report["per_class"]["broken"] == {"used": 0, "skipped": 2, "train": 0, "eval": 0}
     assert report["files_seen"] == 8 and report["examples_written"] == 6
@@ -174,7 +175,7 @@ def test_every_class_of_the_field_case_is_trained_and_the_report_counts_each_spl
     examples = _run_executor(str(data), str(tmp_path / "out"), eval_percent=20)
 
     written = _written_splits(examples.uri)
-    with open(tmp_path / "out" / executor_lib.INGESTION_REPORT_FILE) as handle:
+    with open(tmp_path / "out" / artifact_files.INGESTION_REPORT_FILE) as handle:
         report = json.load(handle)
     counts = {name: tuple(sum(n == name for n in written[split].values()) for split in ("train", "eval"))
               for name in plan}

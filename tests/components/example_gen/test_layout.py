@@ -5,7 +5,7 @@ import pytest
 from tfx.proto import range_config_pb2
 
 from hubtfx.components.example_gen.layout import DataLayoutError, class_root_for_pattern, scan_layout, split_pattern
-from hubtfx.pipeline.sample_data import generate_dataset
+from hubtfx.pipeline.datasets.sample_data import generate_dataset
 
 _TINY = dict(images_per_class=3, min_size=24, max_size=32)
 

@@ -21,6 +21,7 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
+from hubtfx.components.common import artifact_files
 from hubtfx.components.example_gen import executor as executor_lib
 from hubtfx.components.example_gen import layout as layout_lib
 from hubtfx.components.example_gen.component import ImageFolderDriver, ImageFolderExampleGen, make_output_config
@@ -135,7 +136,7 @@ def test_class_and_file_names_with_pattern_characters_are_listed_and_read(tmp_pa
 
     examples = _run_executor(root, str(tmp_path / "out"), _resolve(root, use_spans=False)[0])
 
-    report = _read_json(os.path.join(examples.uri, executor_lib.INGESTION_REPORT_FILE))
+    report = _read_json(os.path.join(examples.uri, artifact_files.INGESTION_REPORT_FILE))
     assert (report["files_seen"], report["examples_written"], report["skipped"]) == (6, 6, [])
     written = set()
     for path in glob.glob(os.path.join(glob.escape(examples.uri), "Split-*", "*.gz")):
@@ -200,7 +201,7 @@ def test_a_new_file_in_a_bracketed_root_reruns_example_gen_instead_of_reusing_it
     assert second.id == first.id, "unchanged data: ExampleGen is served from cache"
     assert third.id != first.id, "an added image: ExampleGen runs again"
     assert [run.custom_properties["files_seen"].int_value for run in (first, third)] == [6, 7]
-    report = _read_json(os.path.join(third.uri, executor_lib.INGESTION_REPORT_FILE))
+    report = _read_json(os.path.join(third.uri, artifact_files.INGESTION_REPORT_FILE))
     red = report["per_class"]["red"]
     assert (red["used"], red["skipped"], red["train"] + red["eval"]) == (4, 0, 4)
 

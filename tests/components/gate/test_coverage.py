@@ -7,7 +7,7 @@ import pytest
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.types import artifact_utils, standard_artifacts
 
-from hubtfx.components.example_gen import executor as executor_lib
+from hubtfx.components.common import artifact_files
 from hubtfx.components.gate import anomalies as anomalies_lib
 from hubtfx.components.gate import coverage as coverage_lib
 from hubtfx.components.gate.component import AnomalyGate
@@ -20,8 +20,8 @@ def _examples(folder, span, per_class, classes=CLASSES):
     os.makedirs(folder)
     per_class = {name: {"used": t + e, "skipped": 0, "train": t, "eval": e} for name, (t, e) in per_class.items()}
     report = {"span": span, "per_class": per_class, "rebalanced": []}
-    for name, payload in [(executor_lib.INGESTION_REPORT_FILE, report),
-                          (executor_lib.LABEL_MAP_FILE, {"classes": classes})]:
+    for name, payload in [(artifact_files.INGESTION_REPORT_FILE, report),
+                          (artifact_files.LABEL_MAP_FILE, {"classes": classes})]:
         with open(os.path.join(folder, name), "w") as f:
             json.dump(payload, f)
     artifact = standard_artifacts.Examples()
@@ -86,7 +86,7 @@ def test_without_training_examples_the_gate_checks_the_examples_themselves(tmp_p
 def test_reports_without_per_class_split_counts_are_not_recorded_rather_than_zero(tmp_path):
     """Examples ingested before the counts existed (a cached ExampleGen) must not fail or pass as zero."""
     examples = _examples(tmp_path / "1", None, {"blue": (5, 1), "red": (4, 2)}, classes=["blue", "red"])
-    path = os.path.join(examples.uri, executor_lib.INGESTION_REPORT_FILE)
+    path = os.path.join(examples.uri, artifact_files.INGESTION_REPORT_FILE)
     with open(path) as f:
         report = json.load(f)
     report["per_class"] = {name: {"used": c["used"], "skipped": 0} for name, c in report["per_class"].items()}

@@ -14,6 +14,7 @@ from tensorflow_transform.tf_metadata import metadata_io, schema_utils
 from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
+from hubtfx.components.common import artifact_files
 from hubtfx.components.trainer import run
 from hubtfx.components.transform import preprocessing
 
@@ -79,7 +80,7 @@ def _run_trainer(tmp_path, tiny_module, transform_output, name, eval_labels):
     train_labels = [i % 3 for i in range(36)]
     _write_split(str(examples / "Split-train" / "data.tfrecord"), train_labels, seed=0)
     _write_split(str(examples / "Split-eval" / "data.tfrecord"), eval_labels, seed=1000)
-    (examples / run.LABEL_MAP_FILE).write_text(json.dumps({"classes": ["red", "green", "blue"]}))
+    (examples / artifact_files.LABEL_MAP_FILE).write_text(json.dumps({"classes": ["red", "green", "blue"]}))
     fn_args = FnArgs(
         train_files=[str(examples / "Split-train" / "*")], eval_files=[str(examples / "Split-eval" / "*")],
         transform_output=transform_output, serving_model_dir=str(tmp_path / name / "serving"),
@@ -88,7 +89,7 @@ def _run_trainer(tmp_path, tiny_module, transform_output, name, eval_labels):
         data_accessor=DataAccessor(tf_dataset_factory=_dataset_factory, record_batch_factory=None,
                                    data_view_decode_fn=None))
     run.run_fn(fn_args)
-    history = json.loads((tmp_path / name / "run" / run.HISTORY_FILE).read_text())
+    history = json.loads((tmp_path / name / "run" / artifact_files.TRAINING_HISTORY_FILE).read_text())
     model = tf.saved_model.load(str(tmp_path / name / "serving"))
     scores = model.signatures["serving_bytes"](image_bytes=tf.constant([_coloured_png(i % 3, 99 + i) for i in range(6)]))
     return history, scores["probabilities"].numpy()

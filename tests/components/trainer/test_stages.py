@@ -1,12 +1,14 @@
 """The training stages on the tiny real Hub module: one feature pass, the validation slice, stage 2's rollback."""
+import logging
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
 
-from hubtfx.components.trainer import model, run, stages
+from hubtfx.components.common import contract
+from hubtfx.components.trainer import model, progress, run, stages
 from hubtfx.components.trainer.params import TrainingParams
-from hubtfx.pipeline.hub_modules import contract
 
 
 def _images(count: int, batch_size: int, seed: int = 0, classes: int = 3) -> tf.data.Dataset:
@@ -182,3 +184,23 @@ def test_a_validation_loss_that_blows_up_stops_at_once_and_restores_stage_1():
     callback.on_train_end()
     for restored, expected in zip(net.get_weights(), start):
         np.testing.assert_array_equal(restored, expected)
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_epochs_are_logged_in_both_modes_and_a_bar_is_drawn_only_on_a_terminal(terminal, monkeypatch, capsys,
+                                                                                caplog):
+    monkeypatch.setattr(progress, "bars_wanted", lambda: terminal)
+    classifier = tf_keras.Sequential([tf_keras.layers.Dense(3)])
+    classifier.compile("sgd", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    logger = stages.ProgressLogger("stage 2", 2)
+    with caplog.at_level(logging.INFO):
+        classifier.fit(np.zeros((8, 2), np.float32), np.zeros(8, np.int64), batch_size=4, epochs=2, verbose=0,
+                       callbacks=[logger])
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[stage 2]")]
+    assert [line.split(" loss=")[0] for line in lines] == ["[stage 2] epoch 1/2", "[stage 2] epoch 2/2"]
+    assert len(logger.train_seconds) == 2
+    err = capsys.readouterr().err
+    if terminal:
+        assert "[stage 2]" in err and "batch 2/2" in err and "epoch" in err
+    else:
+        assert "[stage 2]" not in err and "\r" not in err

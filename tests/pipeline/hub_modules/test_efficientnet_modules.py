@@ -7,7 +7,7 @@ import tf_keras
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from hubtfx.pipeline.hub_modules.contract import read_contract
+from hubtfx.components.common.contract import read_contract
 
 DAISY, PALACE = 985, 698
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tf_keras
 
-from hubtfx.pipeline.hub_modules.contract import read_contract
+from hubtfx.components.common.contract import read_contract
 from hubtfx.pipeline.hub_modules.tiny import build_tiny_module
 
 

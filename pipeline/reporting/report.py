@@ -1,0 +1,341 @@
+"""`write_report`: one self-contained HTML page about the latest run, for a browser or an e-mail attachment.
+
+Everything is read back from ML Metadata and the run's artifacts (like `run_summary` beside it); plots are
+embedded as PNG data URIs and examples are rendered by the model's modality (image thumbnails are PNG data URIs
+too), so the file needs nothing else, not even JavaScript. The markup is the Jinja2 template report.html.j2 beside
+this module, autoescaped, so every name from the data is shown as text.
+"""
+import base64
+import dataclasses
+import datetime
+import functools
+import glob
+import io
+import os
+import shutil
+from typing import Dict, List, Optional, Sequence
+
+import jinja2
+import numpy as np
+import tensorflow as tf
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from ml_metadata.metadata_store import metadata_store
+from tfx.utils import path_utils
+
+from hubtfx.components.common import artifact_files, feature_keys
+from hubtfx.components.evaluator import comparability
+from hubtfx.components.modality import registry as modalities
+from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.reporting import eval_results, run_summary
+
+REPORTS_DIR = "reports"
+LATEST_REPORT = "latest.html"
+MAX_THUMBNAILS = 8
+_SCORING_BATCH = 32
+# Besides the modality's raw feature.
+_EVAL_FEATURES = {name: tf.io.FixedLenFeature([], dtype) for name, dtype in
+                  [(feature_keys.LABEL_KEY, tf.int64), (feature_keys.LABEL_NAME_KEY, tf.string),
+                   (feature_keys.FILENAME_KEY, tf.string)]}
+
+
+@dataclasses.dataclass
+class Misclassified:
+    filename: str
+    label_name: str
+    predicted_name: str
+    probability: float
+    example_html: str  # the example as the model's modality renders it (Modality.render_example), HTML-safe
+
+
+@dataclasses.dataclass
+class RunFacts:
+    """What the report shows, gathered before any HTML is written."""
+    config: PipelineConfig
+    summary: run_summary.RunSummary
+    ingestion: List[dict]  # ingestion reports of the Examples the model was trained on, by span
+    history: dict
+    class_names: List[str]
+    evaluation: Optional[eval_results.EvalResults]
+    baseline_model: str
+    skipped_baseline_model: str  # the latest blessed model the Evaluator could not compare with, if any
+    module_handle: str
+    module_sha256: str
+    module_uri: str
+    misclassified: List[Misclassified]
+
+
+# ------------------------------------------------------------------------------------------- reading the run
+def imported_module(store, pipeline_name: str):
+    """The newest Hub module imported by the pipeline: the Model artifact that carries a sha256."""
+    context = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    model_type = run_summary.artifact_type_id(store, "Model")
+    if context is None or model_type is None:
+        return None
+    modules = [a for a in store.get_artifacts_by_context(context.id)
+               if a.type_id == model_type and "sha256" in a.custom_properties]
+    return max(modules, key=lambda a: a.id, default=None)
+
+
+def _ingestion_reports(store, latest: Dict[str, object]) -> List[dict]:
+    reports = [run_summary.read_json(os.path.join(e.uri, artifact_files.INGESTION_REPORT_FILE))
+               for e in run_summary.trained_examples(store, latest)]
+    return sorted((r for r in reports if r), key=lambda r: r.get("span") or 0)
+
+
+def _eval_batches(examples_uri: str, raw_feature: str):
+    files = sorted(tf.io.gfile.glob(os.path.join(glob.escape(examples_uri), "Split-eval", "*")))
+    if not files:
+        raise FileNotFoundError(f"No eval split under {examples_uri}: expected Split-eval/*.gz from ExampleGen.")
+    features = {raw_feature: tf.io.FixedLenFeature([], tf.string), **_EVAL_FEATURES}
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(_SCORING_BATCH)
+    return dataset.map(lambda batch: tf.io.parse_example(batch, features))
+
+
+def misclassified_examples(examples_uri: str, model_uri: str, limit: int = MAX_THUMBNAILS) -> List[Misclassified]:
+    """The first `limit` eval examples the model gets wrong, scored like serving does (the model's raw-input
+    signature) and rendered by the model's modality."""
+    loaded = tf.saved_model.load(path_utils.serving_model_path(model_uri))
+    modality = modalities.modality_for_model(loaded)
+    signature = modality.serving_signature(loaded)
+    found = []
+    for batch in _eval_batches(examples_uri, modality.raw_feature):
+        batch = {k: v.numpy() for k, v in batch.items()}
+        raw = batch[modality.raw_feature]
+        outputs = {k: v.numpy() for k, v in signature(**modality.model_inputs(raw)).items()}
+        predicted = outputs["class_id"]
+        for i in np.flatnonzero(predicted != batch[feature_keys.LABEL_KEY]):
+            filename = batch[feature_keys.FILENAME_KEY][i].decode("utf-8", "replace")
+            found.append(Misclassified(
+                filename=filename,
+                label_name=batch[feature_keys.LABEL_NAME_KEY][i].decode("utf-8", "replace"),
+                predicted_name=outputs["class_name"][i].decode("utf-8", "replace"),
+                probability=float(outputs["probabilities"][i, predicted[i]]),
+                example_html=modality.render_example(raw[i], f"Misclassified: {filename}")))
+            if len(found) == limit:
+                return found
+    return found
+
+
+def collect(config: PipelineConfig, connection_config) -> RunFacts:
+    store = metadata_store.MetadataStore(connection_config)
+    latest = run_summary.latest_artifacts(store, config.pipeline_name)
+    history = run_summary.read_json(os.path.join(latest["ModelRun"].uri, artifact_files.TRAINING_HISTORY_FILE)) \
+        if "ModelRun" in latest else {}
+    class_names = history.get("class_names", [])  # the model's class ids, which the evaluation uses
+    blessing = latest.get("ModelBlessing")
+    evaluated_model = run_summary.custom_property(blessing, "current_model", "")
+    module = imported_module(store, config.pipeline_name)
+    return RunFacts(
+        config=config,
+        summary=run_summary.summarize(config, connection_config),
+        ingestion=_ingestion_reports(store, latest),
+        history=history,
+        class_names=class_names,
+        evaluation=eval_results.load(latest["ModelEvaluation"].uri, class_names)
+        if "ModelEvaluation" in latest else None,
+        baseline_model=run_summary.custom_property(blessing, "baseline_model", ""),
+        skipped_baseline_model=run_summary.custom_property(blessing, comparability.SKIPPED_BASELINE_MODEL, ""),
+        module_handle=run_summary.custom_property(module, "hub_handle", ""),
+        module_sha256=run_summary.custom_property(module, "sha256", ""),
+        module_uri=module.uri if module else "",
+        # The Evaluator scored the latest Examples' eval split; the thumbnails come from the same split.
+        misclassified=misclassified_examples(latest["Examples"].uri, evaluated_model) if evaluated_model else [],
+    )
+
+
+# ------------------------------------------------------------------------------------------------- figures
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _plain(text: str) -> str:
+    """Matplotlib would read text between dollar signs as math."""
+    return text.replace("$", r"\$")
+
+
+def stage_curves_png(stage: str, history: Dict[str, List[float]]) -> bytes:
+    figure = Figure(figsize=(8, 3))
+    for axis, metric in zip(figure.subplots(1, 2), ["loss", "accuracy"]):
+        # The validation curve is the slice held out of the train split, never the eval split.
+        for key, label in [(metric, "fitting slice (augmented)"), ("val_" + metric, "validation slice")]:
+            values = history.get(key, [])
+            axis.plot(range(1, len(values) + 1), values, marker="o", label=label)
+        axis.set_title(f"{stage}: {metric}")
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+        axis.legend()
+    return _png(figure)
+
+
+def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str]) -> bytes:
+    size = max(4.0, 0.6 * len(class_names) + 2)
+    figure = Figure(figsize=(size, size))
+    axis = figure.subplots()
+    axis.imshow(matrix, cmap="Blues")
+    labels = [_plain(name) for name in class_names]
+    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("actual class")
+    dark = matrix.max() / 2 if matrix.size else 0
+    for (row, column), count in np.ndenumerate(matrix):
+        axis.text(column, row, str(count), ha="center", va="center", color="white" if count > dark else "black")
+    return _png(figure)
+
+
+# ---------------------------------------------------------------------------------------------------- HTML
+# The markup is in report.html.j2, one macro per section; the functions below choose what each section shows.
+TEMPLATE = "report.html.j2"
+
+
+@functools.lru_cache(maxsize=None)
+def _macros():
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader(__package__, "."), autoescape=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True)
+    environment.filters["base64"] = lambda data: base64.b64encode(data).decode("ascii")
+    return environment.get_template(TEMPLATE).module
+
+
+def _number(value: Optional[float], digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _metric(name: str, value: Optional[float]) -> str:
+    return str(round(value)) if name == "example_count" and value is not None else _number(value, 4)
+
+
+def _count(value: Optional[int]) -> str:
+    return "not recorded" if value is None else str(value)
+
+
+def coverage_warnings(facts: RunFacts) -> str:
+    """A prominent box naming every class that was trained but never evaluated ("" when there is none)."""
+    return _macros().coverage_warnings(facts.summary.coverage_warnings())
+
+
+@dataclasses.dataclass
+class _Span:
+    span: Optional[int]
+    splits: str
+    rows: List[tuple]
+    moved: List[dict]
+
+
+def data_section(facts: RunFacts) -> str:
+    spans = [_Span(span=ingested.get("span"),
+                   splits=", ".join(f"{name} {count}" for name, count in ingested.get("per_split", {}).items()),
+                   rows=[(name, _count(c.get("train")), _count(c.get("eval")), c.get("skipped", 0))
+                         for name, c in ingested.get("per_class", {}).items()],
+                   moved=ingested.get("rebalanced", []))
+             for ingested in facts.ingestion]
+    classes = [(c.name, _count(c.train), _count(c.eval)) for c in facts.summary.classes]
+    return _macros().data_section(facts.summary, classes, spans)
+
+
+def skipped_section(facts: RunFacts) -> str:
+    return _macros().skipped_section([(s.get("file", ""), s.get("reason", "")) for s in facts.summary.skipped])
+
+
+def training_section(facts: RunFacts) -> str:
+    stages = facts.history.get("stages", {})
+    chosen = facts.history.get("chosen_stage", "")
+    rows = [(name, stage.get("train_examples", ""), stage.get("validation_examples", "") or "",
+             _number(stage.get("validation_loss")), _number(stage.get("validation_accuracy")),
+             len(stage.get("unfrozen_variables", [])), stage.get("outcome", ""), "kept" if name == chosen else "")
+            for name, stage in stages.items()]
+    head = facts.history.get("stage1_head", {})
+    candidates = [("+".join(c["levels"]), c["c"], _number(c["cv_log_loss"]), _number(c["cv_accuracy"]))
+                  for c in head.get("candidates", [])]
+    curves = [(name, stage_curves_png(name, stage["history"])) for name, stage in stages.items()
+              if stage.get("history")]
+    return _macros().training_section(rows, head.get("folds", "k"), candidates, curves)
+
+
+def evaluation_section(facts: RunFacts) -> str:
+    evaluation = facts.evaluation
+    if evaluation is None:
+        return _macros().evaluation_section(None, None, None)
+    metrics = [(name, _metric(name, value)) for name, value in sorted(evaluation.metrics.items())]
+    trained = {c.name: c.train for c in facts.summary.classes}
+    per_class = [(c.name, _count(trained.get(c.name)), c.support, c.predicted, _number(c.precision),
+                  _number(c.recall)) for c in eval_results.per_class_metrics(evaluation.confusion, facts.class_names)]
+    return _macros().evaluation_section(metrics, confusion_matrix_png(evaluation.confusion, facts.class_names),
+                                        per_class)
+
+
+def baseline_section(facts: RunFacts) -> str:
+    evaluation = facts.evaluation
+    rows = None  # no comparison
+    if evaluation is not None and evaluation.has_baseline:
+        rows = [(name, _metric(name, value), _metric(name, evaluation.baseline_metrics.get(name)),
+                 f"{evaluation.diffs[name]:+.4f}" if name in evaluation.diffs else "n/a")
+                for name, value in sorted(evaluation.metrics.items())]
+    return _macros().baseline_section(facts.summary.baseline_skipped_reason, facts.skipped_baseline_model,
+                                      facts.baseline_model, rows)
+
+
+def blessing_reasons(facts: RunFacts) -> List[str]:
+    evaluation, config = facts.evaluation, facts.config
+    if evaluation is None:
+        return ["The model was not evaluated."]
+    not_evaluated = [f"Not checked: {warning}" for warning in facts.summary.coverage_warnings()]
+    if not evaluation.validation_ok:
+        return (evaluation.failures or ["TFMA's validation failed without naming a threshold; see the Evaluator "
+                                        "log."]) + not_evaluated
+    # pipeline.eval_config gates the overall slice only: no class's own accuracy was checked.
+    reasons = [f"Accuracy {_number(evaluation.metrics.get(eval_results.ACCURACY), 4)} on the whole eval split "
+               f"reached the threshold {config.accuracy_threshold:.4f}. The thresholds apply to the overall "
+               "accuracy only, not to each class: see the per-class precision and recall."]
+    if evaluation.has_baseline:
+        change = evaluation.diffs.get(eval_results.ACCURACY, 0.0)
+        reasons.append(f"Accuracy changed by {change:+.4f} against the baseline; a drop of at most "
+                       f"{config.max_accuracy_drop:.4f} is allowed.")
+    elif facts.summary.baseline_skipped_reason:
+        reasons.append(f"Not compared with the latest blessed model ({facts.summary.baseline_skipped_reason}), so "
+                       "the change threshold did not apply.")
+    else:
+        reasons.append("No baseline yet, so the change threshold did not apply.")
+    return reasons + not_evaluated
+
+
+def blessing_section(facts: RunFacts) -> str:
+    return _macros().blessing_section(facts.summary.blessed, blessing_reasons(facts), facts.summary.serving_outcome())
+
+
+def module_section(facts: RunFacts) -> str:
+    rows = [("handle", facts.module_handle), ("sha256", facts.module_sha256), ("imported from", facts.module_uri)]
+    return _macros().module_section(rows)
+
+
+def misclassified_section(facts: RunFacts) -> str:
+    confusion = facts.evaluation.confusion if facts.evaluation is not None else None
+    total = int(confusion.sum() - np.trace(confusion)) if facts.misclassified else 0
+    return _macros().misclassified_section(facts.misclassified, total, facts.evaluation is not None)
+
+
+SECTIONS = (data_section, skipped_section, training_section, evaluation_section, baseline_section,
+            blessing_section, module_section, misclassified_section)
+
+
+def render(facts: RunFacts, generated: datetime.datetime) -> str:
+    return str(_macros().page(
+        f"hubtfx run report: {facts.config.pipeline_name}", generated.strftime("%Y-%m-%d %H:%M:%S"),
+        facts.summary.blessed, facts.summary.coverage_warnings(), [section(facts) for section in SECTIONS]))
+
+
+def write_report(config: PipelineConfig, connection_config) -> str:
+    """Writes <output_dir>/reports/run-<timestamp>.html (and a copy as latest.html); returns its path."""
+    generated = datetime.datetime.now()
+    page = render(collect(config, connection_config), generated)
+    folder = os.path.join(config.output_dir, REPORTS_DIR)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"run-{generated.strftime('%Y%m%d-%H%M%S')}.html")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(page)
+    shutil.copyfile(path, os.path.join(folder, LATEST_REPORT))
+    return path

@@ -1,0 +1,1 @@
+"""Using a pushed model from the command line: `hubtfx predict` (predict)."""
