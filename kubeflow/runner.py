@@ -23,7 +23,7 @@ from hubtfx.pipeline import platform_names
 from hubtfx.pipeline.config import ConfigError, PipelineConfig
 from hubtfx.pipeline.hub_modules import builder
 from hubtfx.pipeline.hub_modules import module_resolution
-from hubtfx.pipeline.pipeline import create_components, runtime_parameter_values
+from hubtfx.pipeline.pipeline import create_components, create_pipeline, runtime_parameter_values
 
 TARGETS = ("vertex", "kubeflow")
 
@@ -192,10 +192,7 @@ def build_pipeline(config: PipelineConfig, target: str) -> tfx.dsl.Pipeline:
     kfp_target.drop_repeated_inputs(components)  # e.g. AnomalyGate's training_examples, when they are its examples
     if target == "kubeflow":  # KFP 2.x cannot execute resolvers
         components = kfp_target.replace_baseline_resolver(components, config.push_base_dir)
-    # As pipeline.create_pipeline builds it, from the (possibly changed) components.
-    return tfx.dsl.Pipeline(pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
-                            components=components, enable_cache=True,
-                            beam_pipeline_args=beam_pipeline_args(config, target))
+    return create_pipeline(config, beam_pipeline_args=beam_pipeline_args(config, target), components=components)
 
 
 def compile_spec(config: PipelineConfig, target: str) -> Dict:
