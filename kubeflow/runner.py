@@ -18,11 +18,12 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 
 from hubtfx.components.common import contract as module_contract
+from hubtfx.kubeflow import kfp_target
 from hubtfx.pipeline import platform_names
 from hubtfx.pipeline.config import ConfigError, PipelineConfig
 from hubtfx.pipeline.hub_modules import builder
 from hubtfx.pipeline.hub_modules import module_resolution
-from hubtfx.pipeline.pipeline import create_pipeline, runtime_parameter_values
+from hubtfx.pipeline.pipeline import create_components, create_pipeline, runtime_parameter_values
 
 TARGETS = ("vertex", "kubeflow")
 
@@ -31,6 +32,12 @@ IMAGE_ROOT = "/hubtfx"
 IMAGE_SOURCE_DIR = posixpath.join(IMAGE_ROOT, "src")
 IMAGE_MODULE_DIR = posixpath.join(IMAGE_ROOT, "modules", os.path.basename(builder.module_dir_for("feature_vector")))
 IMAGE_SCHEMA_PATH = posixpath.join(IMAGE_SOURCE_DIR, "schemas", "schema.pbtxt")
+
+# What a dry-run spec (allow_local_paths) names when no image or project is given; nothing pulls or bills them.
+LOCAL_IMAGE = "hubtfx:dry-run"
+# The pipeline-root schemes KFP 2.x's launcher can stage artifacts through.
+KFP_OBJECT_STORES = ("gs://", "s3://", "minio://")
+LOCAL_PROJECT = "dry-run"
 
 DEFAULT_GPU_TYPE = {"vertex": "NVIDIA_TESLA_T4", "kubeflow": "nvidia.com/gpu"}
 # A Kubernetes extended-resource name (vendor-domain/name): KFP puts it verbatim into the pod's resource limits.
@@ -88,11 +95,19 @@ def beam_pipeline_args(config: PipelineConfig, target: str) -> List[str]:
     ]
 
 
-def check_cluster_settings(config: PipelineConfig, target: str) -> None:
-    """Fails on settings that would only break once the job runs in the cluster."""
+def check_cluster_settings(config: PipelineConfig, target: str, allow_local_paths: bool = False) -> None:
+    """Fails on settings that would only break once the job runs in the cluster.
+
+    allow_local_paths: for a spec that `hubtfx execute-spec` runs on this machine only (a dry run): local folders
+    are accepted and no image or project is required.
+    """
     if target not in TARGETS:
         raise ConfigError(f"Unknown target {target!r}; use one of {TARGETS}.")
     platform_names.check_target(config, target)
+    if allow_local_paths:
+        if not config.data_root:
+            raise ConfigError("Set --data-root to the image folder the dry run reads.")
+        return
     if not config.image:
         raise ConfigError("Set --image to the pipeline image built from kubeflow/Dockerfile, e.g. "
                           "us-docker.pkg.dev/PROJECT/REPO/hubtfx:1 (see the README, 'Run on Vertex / Kubeflow').")
@@ -104,6 +119,10 @@ def check_cluster_settings(config: PipelineConfig, target: str) -> None:
     if config.span_window > 1:
         raise ConfigError("span_window > 1 cannot run on Vertex/Kubeflow: KubeflowV2DagRunner compiles only the "
                           "latest-artifact and latest-blessed-model resolvers. Use span_window 1 (the latest span).")
+    if target == "kubeflow" and not config.output_dir.startswith(KFP_OBJECT_STORES):
+        # launcher_v2.go LocalPathForURI: every output artifact (under the pipeline root) must be in one of these.
+        raise ConfigError(f"output_dir must be a {', '.join(KFP_OBJECT_STORES)} folder for --target kubeflow: the "
+                          f"KFP launcher stages every artifact through object storage; got {config.output_dir!r}.")
     paths = {"output_dir": config.output_dir, "data_root": config.data_root, "serving_dir": config.serving_dir,
              "dataflow_temp_location": config.dataflow_temp_location if target == "vertex" else ""}
     for name, value in paths.items():
@@ -132,12 +151,14 @@ def _check_cluster_path(name: str, value: str, target: str) -> None:
                           f"step mounts, got {value!r}.")
 
 
-def resolve_module_for_cluster(config: PipelineConfig) -> PipelineConfig:
+def resolve_module_for_cluster(config: PipelineConfig, allow_local_paths: bool = False) -> PipelineConfig:
     """The module's identity comes from this machine; the steps read the module from the image or gs://.
 
     The bundled module is built deterministically, so the copy built here has the same sha256 as the one
-    `hubtfx build-module` bakes into the image.
+    `hubtfx build-module` bakes into the image. With allow_local_paths the steps read this machine's copy.
     """
+    if allow_local_paths:
+        return module_resolution.resolve(config)
     handle = config.hub_handle
     if not handle:
         local = builder.build_module("feature_vector")
@@ -152,20 +173,26 @@ def resolve_module_for_cluster(config: PipelineConfig) -> PipelineConfig:
                       "gs://BUCKET/... and pass that, or omit --hub-handle to use the module baked into the image.")
 
 
-def cluster_config(config: PipelineConfig, target: str) -> PipelineConfig:
-    check_cluster_settings(config, target)
+def cluster_config(config: PipelineConfig, target: str, allow_local_paths: bool = False) -> PipelineConfig:
+    check_cluster_settings(config, target, allow_local_paths)
     gpu_type(config, target)
+    if allow_local_paths:  # the schema, like the module, is read from this machine
+        return dataclasses.replace(resolve_module_for_cluster(config, allow_local_paths=True),
+                                   image=config.image or LOCAL_IMAGE,
+                                   gcp_project=config.gcp_project or LOCAL_PROJECT)
     return dataclasses.replace(resolve_module_for_cluster(config), schema_path=IMAGE_SCHEMA_PATH)
 
 
 def build_pipeline(config: PipelineConfig, target: str) -> tfx.dsl.Pipeline:
     """The shared component graph with runtime parameters, the target's Beam arguments and the GPU Trainer."""
-    pipeline = create_pipeline(config, beam_pipeline_args=beam_pipeline_args(config, target),
-                               with_runtime_parameters=True)
-    for component in pipeline.components:
+    components = create_components(config, with_runtime_parameters=True)
+    for component in components:
         if isinstance(component, tfx.components.Trainer):
             component.with_platform_config(trainer_resources(config, target))
-    return pipeline
+    kfp_target.drop_repeated_inputs(components)  # e.g. AnomalyGate's training_examples, when they are its examples
+    if target == "kubeflow":  # KFP 2.x cannot execute resolvers
+        components = kfp_target.replace_baseline_resolver(components, config.push_base_dir)
+    return create_pipeline(config, beam_pipeline_args=beam_pipeline_args(config, target), components=components)
 
 
 def compile_spec(config: PipelineConfig, target: str) -> Dict:
@@ -178,7 +205,7 @@ def compile_spec(config: PipelineConfig, target: str) -> Dict:
     add_parameter_defaults(spec, runtime_parameter_values(config))
     # Both Vertex and KFP read the pipeline root from here, so the spec alone is a complete package.
     spec["defaultPipelineRoot"] = config.pipeline_root
-    return spec
+    return kfp_target.adapt_spec(spec) if target == "kubeflow" else spec
 
 
 def add_parameter_defaults(spec: Dict, values: Dict[str, str]) -> None:
@@ -233,10 +260,13 @@ def find_leaks(spec_text: str) -> List[str]:
     return leaks
 
 
-def compile_to_file(config: PipelineConfig, target: str, output: str) -> Dict:
-    """Validates, compiles and writes the spec; refuses to write a spec that leaks this machine's details."""
-    spec = compile_spec(cluster_config(config, target), target)
-    leaks = find_leaks(json.dumps(spec))
+def compile_to_file(config: PipelineConfig, target: str, output: str, allow_local_paths: bool = False) -> Dict:
+    """Validates, compiles and writes the spec; refuses to write a spec that leaks this machine's details.
+
+    allow_local_paths: a dry-run spec for `hubtfx execute-spec`, which names this machine's folders on purpose.
+    """
+    spec = compile_spec(cluster_config(config, target, allow_local_paths), target)
+    leaks = [] if allow_local_paths else find_leaks(json.dumps(spec))
     if leaks:
         raise ConfigError(f"The compiled spec would contain {', '.join(leaks)}. Point every path in the config "
                           "(output_dir, data_root, serving_dir, hub_handle) at cluster storage such as gs://.")

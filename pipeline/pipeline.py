@@ -7,7 +7,7 @@ import hashlib
 import importlib.util
 import json
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from google.protobuf import json_format
 import tensorflow_model_analysis as tfma
@@ -259,11 +259,14 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
 
 
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
-                    beam_pipeline_args=None, with_runtime_parameters: bool = False) -> tfx.dsl.Pipeline:
+                    beam_pipeline_args=None, with_runtime_parameters: bool = False,
+                    components: Optional[List] = None) -> tfx.dsl.Pipeline:
+    """The pipeline of `create_components(config, with_runtime_parameters)`, or of `components` when a runner
+    adapted that list for its target (kubeflow.runner)."""
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=create_components(config, with_runtime_parameters),
+        components=components if components is not None else create_components(config, with_runtime_parameters),
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [],

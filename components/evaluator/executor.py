@@ -5,8 +5,10 @@ alone and ignores the change thresholds (`rubber_stamp`), so only the absolute t
 reasons go to the blessing's custom properties comparability.BASELINE_SKIPPED_REASON and SKIPPED_BASELINE_MODEL.
 """
 import logging
+import os
 from typing import Any, Dict, List
 
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tfx import types
 from tfx.components.evaluator import executor as tfx_evaluator_executor
@@ -18,6 +20,10 @@ from hubtfx.components.evaluator import comparability
 
 def _serving_dir(model: types.Artifact) -> str:
     return path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
+
+
+def _holds_model(model: types.Artifact) -> bool:
+    return tf.io.gfile.exists(os.path.join(_serving_dir(model), "saved_model.pb"))
 
 
 def eval_signature(exec_properties: Dict[str, Any]) -> str:
@@ -35,6 +41,11 @@ class Executor(tfx_evaluator_executor.Executor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
         baselines = input_dict.get(standard_component_specs.BASELINE_MODEL_KEY) or []
+        if len(baselines) == 1 and not _holds_model(baselines[0]):
+            # kubeflow.served_baseline's answer before anything is served: no baseline, as a Resolver's empty one.
+            logging.info("The baseline %s holds no model: evaluating without a baseline.", baselines[0].uri)
+            baselines = []
+            input_dict = {**input_dict, standard_component_specs.BASELINE_MODEL_KEY: []}
         reason = None
         if len(baselines) == 1:
             candidate = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])

@@ -76,8 +76,10 @@ def test_every_step_runs_the_configured_image(which, request, image):
     containers = [e["container"] for e in executors(spec).values() if "container" in e]
     assert len(containers) >= 8
     assert {c["image"] for c in containers} == {image}
-    assert all(c["command"][:3] == ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
-               for c in containers if c.get("command") and "lifecycle" not in c)
+    # Vertex runs TFX's entrypoint; KFP 2.x runs it through hubtfx's (kubeflow/container_entrypoint.py).
+    entrypoint = ("hubtfx.kubeflow.container_entrypoint" if which == "kubeflow_spec"
+                  else "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor")
+    assert all(c["command"] == ["python", "-m", entrypoint] for c in containers)
 
 
 def test_module_is_read_from_the_image_with_the_local_builds_identity(vertex_spec, feature_vector_module):
@@ -152,7 +154,7 @@ def test_leak_scan_ignores_cluster_paths_that_merely_contain_local_names():
 
 def test_compile_refuses_a_spec_with_a_home_folder(cluster_config, tmp_path, monkeypatch, feature_vector_module):
     monkeypatch.setenv("HOME", "/srv/someone")
-    config = dataclasses.replace(cluster_config, hub_handle="", output_dir="/srv/someone/hubtfx")
+    config = dataclasses.replace(cluster_config, hub_handle="", data_root="/srv/someone/flowers")
     with pytest.raises(ConfigError, match="/srv/someone"):
         runner.compile_to_file(config, "kubeflow", str(tmp_path / "p.yaml"))
     assert not (tmp_path / "p.yaml").exists()
@@ -193,9 +195,18 @@ def test_vertex_settings_are_checked_before_compiling(cluster_config, change, me
 
 
 def test_kubeflow_accepts_mounted_volumes_but_not_relative_paths(cluster_config):
-    runner.check_cluster_settings(dataclasses.replace(cluster_config, output_dir="/mnt/pipelines"), "kubeflow")
+    runner.check_cluster_settings(dataclasses.replace(cluster_config, data_root="/mnt/data"), "kubeflow")
     with pytest.raises(ConfigError, match="absolute path"):
-        runner.check_cluster_settings(dataclasses.replace(cluster_config, output_dir="out"), "kubeflow")
+        runner.check_cluster_settings(dataclasses.replace(cluster_config, data_root="data"), "kubeflow")
+
+
+@pytest.mark.parametrize("output_dir", ["/mnt/pipelines", "hubtfx_output"])
+def test_kubeflow_pipeline_root_must_be_object_storage(cluster_config, output_dir):
+    """KFP's launcher (LocalPathForURI) stages artifacts only through gs://, s3:// and minio:// roots."""
+    with pytest.raises(ConfigError, match="gs://, s3://, minio:// folder"):
+        runner.check_cluster_settings(dataclasses.replace(cluster_config, output_dir=output_dir), "kubeflow")
+    runner.check_cluster_settings(dataclasses.replace(cluster_config, output_dir="minio://mlpipeline/hubtfx"),
+                                  "kubeflow")
 
 
 @pytest.mark.parametrize("handle", ["/data/modules/my_module", "https://tfhub.dev/google/some/module/1"])

@@ -76,6 +76,13 @@ def test_a_single_image_class_passes_the_gate_and_is_named_as_never_evaluated(tm
     assert "'blue'" not in caplog.text
 
 
+def test_without_training_examples_the_gate_checks_the_examples_themselves(tmp_path, caplog):
+    """On Vertex / Kubeflow the gate gets no `training_examples` when they are its `examples` (kubeflow.kfp_target)."""
+    examples = _examples(tmp_path / "1", None, {"blue": (5, 1), "purple": (0, 2), "red": (4, 2)})
+    with pytest.raises(coverage_lib.ClassCoverageError, match="class 'purple' of the label map has no training"):
+        AnomalyGate.test_call(anomalies=_no_anomalies(tmp_path / "a"), examples=examples)
+
+
 def test_reports_without_per_class_split_counts_are_not_recorded_rather_than_zero(tmp_path):
     """Examples ingested before the counts existed (a cached ExampleGen) must not fail or pass as zero."""
     examples = _examples(tmp_path / "1", None, {"blue": (5, 1), "red": (4, 2)}, classes=["blue", "red"])
