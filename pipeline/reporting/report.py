@@ -127,7 +127,7 @@ def collect(config: PipelineConfig, module: ResolvedModule, connection_config) -
     class_names = history.get("class_names", [])  # the model's class ids, which the evaluation uses
     blessing = latest.get("ModelBlessing")
     evaluated_model = run_summary.custom_property(blessing, "current_model", "")
-    module = imported_module(store, config.pipeline_name)
+    imported = imported_module(store, config.pipeline_name)  # its ML Metadata artifact
     return RunFacts(
         config=config,
         summary=run_summary.summarize(config, module, connection_config),
@@ -138,9 +138,9 @@ def collect(config: PipelineConfig, module: ResolvedModule, connection_config) -
         if "ModelEvaluation" in latest else None,
         baseline_model=run_summary.custom_property(blessing, "baseline_model", ""),
         skipped_baseline_model=run_summary.custom_property(blessing, comparability.SKIPPED_BASELINE_MODEL, ""),
-        module_handle=run_summary.custom_property(module, "hub_handle", ""),
-        module_sha256=run_summary.custom_property(module, "sha256", ""),
-        module_uri=module.uri if module else "",
+        module_handle=run_summary.custom_property(imported, "hub_handle", ""),
+        module_sha256=run_summary.custom_property(imported, "sha256", ""),
+        module_uri=imported.uri if imported else "",
         # The Evaluator scored the latest Examples' eval split; the thumbnails come from the same split.
         misclassified=misclassified_examples(latest["Examples"].uri, evaluated_model) if evaluated_model else [],
     )
