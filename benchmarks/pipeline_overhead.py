@@ -34,6 +34,7 @@ from hubtfx.pipeline.config import PipelineConfig  # noqa: E402
 from hubtfx.pipeline.datasets import sample_data  # noqa: E402
 from hubtfx.pipeline.hub_modules import builder, tiny  # noqa: E402
 from hubtfx.pipeline.hub_modules import module_resolution  # noqa: E402
+from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule  # noqa: E402
 from hubtfx.pipeline.pipeline import TRAINER_CODE, source_fingerprint  # noqa: E402
 from benchmarks import common  # noqa: E402
 
@@ -66,7 +67,7 @@ def pipeline_run(config: PipelineConfig) -> Tuple[float, float, List[str]]:
     """Seconds, eval accuracy and the components that executed (not cached) in one local run."""
     store = metadata_store.MetadataStore(local_runner.metadata_connection_config(config))
     before = {e.id for e in store.get_executions()}
-    seconds, summary = timed(lambda: local_runner.run_local(module_resolution.resolve(config)))
+    seconds, summary = timed(lambda: local_runner.run_local(config, module_resolution.resolve(config)))
     types = {t.id: t.name for t in store.get_execution_types()}
     executed = sorted(types[e.type_id].split(".")[-1] for e in store.get_executions()
                       if e.id not in before and e.last_known_state == e.COMPLETE)
@@ -80,10 +81,10 @@ def is_eval(relative_path: str, eval_percent: int) -> bool:
     return bucket >= 100 - eval_percent
 
 
-def plain_script(config: PipelineConfig, work_dir: str) -> float:
+def plain_script(config: PipelineConfig, module: ResolvedModule, work_dir: str) -> float:
     """The same training and evaluation without TFX; returns the eval accuracy of the kept stage.
 
-    `config` is resolved (module path and input size filled in): a script would hard-code them.
+    `module` is the config's ResolvedModule (path, input size and contract): a script would hard-code them.
     """
     params = TrainingParams.from_custom_config(config.training_params())
     trainer_run.make_deterministic(params.seed)
@@ -95,14 +96,14 @@ def plain_script(config: PipelineConfig, work_dir: str) -> float:
         contents = [open(os.path.join(config.data_root, p), "rb").read() for p in chosen]
         labels = np.array([classes.index(p.split("/")[0]) for p in chosen], dtype=np.int64)
         dataset = tf.data.Dataset.from_tensor_slices((contents, labels)).batch(params.batch_size).map(
-            lambda raw, y: (image_ops.decode_batch(raw, config.image_size, config.value_range,
-                                                   config.resize_method, config.aspect), y),
+            lambda raw, y: (image_ops.decode_batch(raw, module.image_size, module.value_range,
+                                                   module.resize_method, config.aspect), y),
             num_parallel_calls=tf.data.AUTOTUNE)
         return dataset, labels
 
     outcome = trainer_run.train_both_stages(
-        split(False)[0], config.module_path, config.image_size, len(classes), params,
-        os.path.join(work_dir, "plain_logs"), module_contract.read_contract(config.module_path).feature_levels)
+        split(False)[0], module.path, module.image_size, len(classes), params,
+        os.path.join(work_dir, "plain_logs"), module_contract.read_contract(module.path).feature_levels)
     evaluation, labels = split(True)
     return float((outcome.classifier.predict(evaluation, verbose=0).argmax(axis=1) == labels).mean())
 
@@ -116,8 +117,8 @@ def run(quick: bool) -> dict:
         # The pipeline goes first, so the plain script benefits from any warm file cache: this errs against
         # the pipeline.
         first_s, first_accuracy, first_executed = pipeline_run(config)
-        resolved = module_resolution.resolve(config)
-        plain_s, plain_accuracy = timed(lambda: plain_script(resolved, work_dir))
+        module = module_resolution.resolve(config)
+        plain_s, plain_accuracy = timed(lambda: plain_script(config, module, work_dir))
         rerun_s, _, rerun_executed = pipeline_run(config)
         code_changed = source_fingerprint(*TRAINER_CODE) != code_before
         images = sum(len(files) for _, _, files in os.walk(config.data_root))

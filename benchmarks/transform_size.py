@@ -14,7 +14,7 @@ Usage: python -m benchmarks.transform_size [--quick] [--json FILE]
 import os
 import sys
 import tempfile
-from typing import Dict
+from typing import Dict, Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -24,6 +24,7 @@ from hubtfx.pipeline import local_runner  # noqa: E402
 from hubtfx.pipeline.config import PipelineConfig  # noqa: E402
 from hubtfx.pipeline.datasets import sample_data  # noqa: E402
 from hubtfx.pipeline.hub_modules import module_resolution  # noqa: E402
+from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule  # noqa: E402
 from hubtfx.pipeline.hub_modules import tiny  # noqa: E402
 from hubtfx.pipeline.pipeline import create_components  # noqa: E402
 from benchmarks import common  # noqa: E402
@@ -33,18 +34,20 @@ SAMPLE_SEED = 0  # the seed `hubtfx run` generates its sample data with
 FLOAT32_BYTES = 4
 
 
-def prepare(quick: bool, work_dir: str) -> PipelineConfig:
+def prepare(quick: bool, work_dir: str) -> Tuple[PipelineConfig, ResolvedModule]:
+    """The benchmark's config (sample data under `work_dir`) and its resolved module (tiny with `quick`)."""
     images_per_class = 4 if quick else PipelineConfig.sample_images_per_class
     data_root = os.path.join(work_dir, "data")
     sample_data.generate_dataset(data_root, images_per_class=images_per_class, seed=SAMPLE_SEED)
     hub_handle = tiny.build_tiny_module(os.path.join(work_dir, "tiny"), image_size=32) if quick else ""
-    return module_resolution.resolve(PipelineConfig(data_root=data_root, output_dir=os.path.join(work_dir, "output"),
-                                                    hub_handle=hub_handle))
+    config = PipelineConfig(data_root=data_root, output_dir=os.path.join(work_dir, "output"), hub_handle=hub_handle)
+    return config, module_resolution.resolve(config)
 
 
-def run_up_to_transform(config: PipelineConfig) -> None:
-    """The pipeline's own components, cut after Transform (the Trainer and later add nothing to measure)."""
-    components = create_components(config)
+def run_up_to_transform(config: PipelineConfig, module: ResolvedModule) -> None:
+    """The pipeline's own components for `config` and its ResolvedModule, cut after Transform (the Trainer and
+    later add nothing to measure)."""
+    components = create_components(config, module)
     cut = next(i for i, c in enumerate(components) if isinstance(c, tfx.components.Transform)) + 1
     tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root, components=components[:cut],
@@ -65,13 +68,13 @@ def component_output_bytes(config: PipelineConfig, component_id: str) -> Dict[st
 
 def run(quick: bool) -> dict:
     with tempfile.TemporaryDirectory() as work_dir:
-        config = prepare(quick, work_dir)
-        run_up_to_transform(config)
+        config, module = prepare(quick, work_dir)
+        run_up_to_transform(config, module)
         source_bytes = folder_bytes(config.data_root)
         images = sum(len(names) for _, _, names in os.walk(config.data_root))
         transform_outputs = component_output_bytes(config, "Transform")
         examples_bytes = sum(component_output_bytes(config, "ImageFolderExampleGen").values())
-    height, width = config.image_size
+    height, width = module.image_size
     materialized = images * height * width * 3 * FLOAT32_BYTES
     transform_bytes = sum(transform_outputs.values())
     return {

@@ -17,7 +17,8 @@ _TARGETS = ("vertex", "kubeflow")
 def cmd_compile(args: argparse.Namespace) -> int:
     config = flags.config_from_args(args)  # First: a bad config is refused in a second, before TFX loads.
     from hubtfx.kubeflow import runner  # pylint: disable=import-outside-toplevel
-    spec = runner.compile_to_file(config, args.target, args.output, allow_local_paths=args.allow_local_paths)
+    config, module = runner.prepare(config, args.target, allow_local_paths=args.allow_local_paths)
+    spec = runner.compile_to_file(config, module, args.target, args.output, allow_local_paths=args.allow_local_paths)
     print(describe(spec, args.output))
     return EXIT_OK
 
@@ -63,7 +64,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     schedule.check_cron(args.cron)
     with tempfile.TemporaryDirectory(prefix="hubtfx-schedule-") as folder:
         package = os.path.join(folder, "pipeline.yaml")
-        compiled = runner.compile_to_file(config, args.target, package)
+        config, module = runner.prepare(config, args.target)
+        compiled = runner.compile_to_file(config, module, args.target, package)
         spec = schedule.ScheduleSpec(
             target=args.target, cron=args.cron, display_name=display_name,
             # This command's config decides the scheduled runs' parameters, stated explicitly in the request.

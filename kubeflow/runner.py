@@ -1,4 +1,4 @@
-"""Compiles `create_pipeline(config)` for Vertex AI Pipelines or Kubeflow Pipelines 2.x (KubeflowV2DagRunner).
+"""Compiles `create_pipeline(config, module)` for Vertex AI Pipelines or Kubeflow Pipelines 2.x (KubeflowV2DagRunner).
 
 The compiled spec is self-contained: every step runs `config.image` (built from kubeflow/Dockerfile), the
 Transform and Trainer code is the hubtfx package installed in that image (referenced by dotted path, so nothing
@@ -11,19 +11,19 @@ import posixpath
 import re
 import sys
 import tempfile
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import yaml
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 
-from hubtfx.components.common import contract as module_contract
 from hubtfx.kubeflow import kfp_target
 from hubtfx.pipeline import platform_names
 from hubtfx.pipeline.config import ConfigError, PipelineConfig
 from hubtfx.pipeline.hub_modules import builder
 from hubtfx.pipeline.hub_modules import module_resolution
-from hubtfx.pipeline.pipeline import create_components, create_pipeline, runtime_parameter_values
+from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule, require
+from hubtfx.pipeline.pipeline import CURATED_SCHEMA, create_components, create_pipeline, runtime_parameter_values
 
 TARGETS = ("vertex", "kubeflow")
 
@@ -151,8 +151,9 @@ def _check_cluster_path(name: str, value: str, target: str) -> None:
                           f"step mounts, got {value!r}.")
 
 
-def resolve_module_for_cluster(config: PipelineConfig, allow_local_paths: bool = False) -> PipelineConfig:
-    """The module's identity comes from this machine; the steps read the module from the image or gs://.
+def resolve_module_for_cluster(config: PipelineConfig, allow_local_paths: bool = False) -> ResolvedModule:
+    """The ResolvedModule the cluster's steps use: its identity and contract come from this machine; its path is
+    where the steps read it, in the image or on gs://.
 
     The bundled module is built deterministically, so the copy built here has the same sha256 as the one
     `hubtfx build-module` bakes into the image. With allow_local_paths the steps read this machine's copy.
@@ -162,47 +163,63 @@ def resolve_module_for_cluster(config: PipelineConfig, allow_local_paths: bool =
     handle = config.hub_handle
     if not handle:
         local = builder.build_module("feature_vector")
-        contract = module_contract.read_contract(local)
-        return dataclasses.replace(
-            config, module_path=IMAGE_MODULE_DIR, module_sha256=builder.module_sha256(local),
-            image_size=tuple(config.image_size or contract.image_size), value_range=tuple(contract.value_range),
-            resize_method=contract.resize_method)
+        return module_resolution.from_contract(IMAGE_MODULE_DIR, builder.module_sha256(local), config,
+                                               read_from=local)
     if handle.startswith("gs://"):
-        return dataclasses.replace(module_resolution.resolve(config), module_path=handle)
+        return dataclasses.replace(module_resolution.resolve(config), path=handle)
     raise ConfigError(f"--hub-handle {handle!r} is not readable by the cluster's steps. Copy the module folder to "
                       "gs://BUCKET/... and pass that, or omit --hub-handle to use the module baked into the image.")
 
 
 def cluster_config(config: PipelineConfig, target: str, allow_local_paths: bool = False) -> PipelineConfig:
+    """`config` checked for `target` (a ConfigError for settings that would only fail in the cluster); a dry run
+    (allow_local_paths) gets a placeholder image and project where none is set."""
     check_cluster_settings(config, target, allow_local_paths)
     gpu_type(config, target)
-    if allow_local_paths:  # the schema, like the module, is read from this machine
-        return dataclasses.replace(resolve_module_for_cluster(config, allow_local_paths=True),
-                                   image=config.image or LOCAL_IMAGE,
+    if allow_local_paths:
+        return dataclasses.replace(config, image=config.image or LOCAL_IMAGE,
                                    gcp_project=config.gcp_project or LOCAL_PROJECT)
-    return dataclasses.replace(resolve_module_for_cluster(config), schema_path=IMAGE_SCHEMA_PATH)
+    return config
 
 
-def build_pipeline(config: PipelineConfig, target: str) -> tfx.dsl.Pipeline:
-    """The shared component graph with runtime parameters, the target's Beam arguments and the GPU Trainer."""
-    components = create_components(config, with_runtime_parameters=True)
+def schema_path_for(allow_local_paths: bool = False) -> str:
+    """The curated schema as the steps read it: inside the image, or (dry run) on this machine."""
+    return CURATED_SCHEMA if allow_local_paths else IMAGE_SCHEMA_PATH
+
+
+def prepare(config: PipelineConfig, target: str,
+            allow_local_paths: bool = False) -> Tuple[PipelineConfig, ResolvedModule]:
+    """The checked cluster config (`cluster_config`) and the ResolvedModule its steps use
+    (`resolve_module_for_cluster`): the first two arguments of `compile_to_file`."""
+    config = cluster_config(config, target, allow_local_paths)
+    return config, resolve_module_for_cluster(config, allow_local_paths)
+
+
+def build_pipeline(config: PipelineConfig, module: ResolvedModule, target: str,
+                   schema_path: str = IMAGE_SCHEMA_PATH) -> tfx.dsl.Pipeline:
+    """The shared component graph for `config` and the ResolvedModule `module` (see `resolve_module_for_cluster`),
+    with runtime parameters, the target's Beam arguments and the GPU Trainer."""
+    components = create_components(config, module, with_runtime_parameters=True, schema_path=schema_path)
     for component in components:
         if isinstance(component, tfx.components.Trainer):
             component.with_platform_config(trainer_resources(config, target))
     kfp_target.drop_repeated_inputs(components)  # e.g. AnomalyGate's training_examples, when they are its examples
     if target == "kubeflow":  # KFP 2.x cannot execute resolvers
         components = kfp_target.replace_baseline_resolver(components, config.push_base_dir)
-    return create_pipeline(config, beam_pipeline_args=beam_pipeline_args(config, target), components=components)
+    return create_pipeline(config, module, beam_pipeline_args=beam_pipeline_args(config, target),
+                           components=components)
 
 
-def compile_spec(config: PipelineConfig, target: str) -> Dict:
-    """The PipelineSpec (as a dict) for a config that went through `cluster_config`."""
+def compile_spec(config: PipelineConfig, module: ResolvedModule, target: str,
+                 schema_path: str = IMAGE_SCHEMA_PATH) -> Dict:
+    """The PipelineSpec (as a dict) for a config that went through `cluster_config` and its ResolvedModule."""
+    module = require(module, "compile_spec")
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             default_image=config.image, use_pipeline_spec_2_1=True))  # KFP 2.x servers need schema 2.1
-    job = runner.run(build_pipeline(config, target), write_out=False)
+    job = runner.run(build_pipeline(config, module, target, schema_path), write_out=False)
     spec = job["pipelineSpec"]
-    add_parameter_defaults(spec, runtime_parameter_values(config))
+    add_parameter_defaults(spec, runtime_parameter_values(config, module))
     # Both Vertex and KFP read the pipeline root from here, so the spec alone is a complete package.
     spec["defaultPipelineRoot"] = config.pipeline_root
     return kfp_target.adapt_spec(spec) if target == "kubeflow" else spec
@@ -260,12 +277,16 @@ def find_leaks(spec_text: str) -> List[str]:
     return leaks
 
 
-def compile_to_file(config: PipelineConfig, target: str, output: str, allow_local_paths: bool = False) -> Dict:
-    """Validates, compiles and writes the spec; refuses to write a spec that leaks this machine's details.
+def compile_to_file(config: PipelineConfig, module: ResolvedModule, target: str, output: str,
+                    allow_local_paths: bool = False) -> Dict:
+    """Compiles and writes the spec of `config` and `module`, as `prepare(config, target, allow_local_paths)`
+    returns them; refuses to write a spec that leaks this machine's details.
 
-    allow_local_paths: a dry-run spec for `hubtfx execute-spec`, which names this machine's folders on purpose.
+    allow_local_paths: a dry-run spec for `hubtfx execute-spec`, which names this machine's folders on purpose
+    (and reads the module and the curated schema from this machine).
     """
-    spec = compile_spec(cluster_config(config, target, allow_local_paths), target)
+    module = require(module, "compile_to_file")
+    spec = compile_spec(config, module, target, schema_path_for(allow_local_paths))
     leaks = [] if allow_local_paths else find_leaks(json.dumps(spec))
     if leaks:
         raise ConfigError(f"The compiled spec would contain {', '.join(leaks)}. Point every path in the config "

@@ -15,7 +15,6 @@ import yaml
 from hubtfx.components.common import artifact_files
 from hubtfx.components.trainer.params import TrainingParams
 from hubtfx.components.transform.policies import ASPECT_POLICIES
-from hubtfx.components.common.contract import DEFAULT_MODALITY
 from hubtfx.pipeline import platform_names
 from hubtfx.pipeline.errors import ConfigError
 
@@ -29,7 +28,11 @@ def _field(default, help: str, group: str, **kwargs):  # pylint: disable=redefin
 
 @dataclasses.dataclass
 class PipelineConfig:
-    """Everything a hubtfx run needs. Paths left empty are derived from `output_dir`."""
+    """Everything a user sets for a hubtfx run. Paths left empty are derived from `output_dir`.
+
+    The backbone module is not part of it: `hub_modules.module_resolution.resolve(config)` turns `hub_handle`
+    (and the `image_size` override) into a `ResolvedModule`, which is passed alongside the config.
+    """
 
     # --- data ---
     data_root: str = _field("", "Image folder (<root>/<class>/*.jpg|png, or <root>/span-N/<class>/...). "
@@ -123,15 +126,6 @@ class PipelineConfig:
     trainer_cpu: float = _field(8.0, "vCPUs for the Trainer (Vertex picks the smallest machine type that fits).",
                                 "cluster")
     trainer_memory_gb: float = _field(30.0, "Memory in GB for the Trainer.", "cluster")
-
-    # Filled by hub_modules.module_resolution, not by users: the resolved module, its identity and contract.
-    module_path: str = dataclasses.field(default="", metadata={"internal": True})
-    module_sha256: str = dataclasses.field(default="", metadata={"internal": True})
-    value_range: Tuple[float, float] = dataclasses.field(default=(0.0, 1.0), metadata={"internal": True})
-    resize_method: str = dataclasses.field(default="bilinear", metadata={"internal": True})
-    modality: str = dataclasses.field(default=DEFAULT_MODALITY, metadata={"internal": True})
-    # Filled by the Kubeflow runner: the curated schema's path inside the container image.
-    schema_path: str = dataclasses.field(default="", metadata={"internal": True})
 
     # ------------------------------------------------------------------ derived paths
     @property

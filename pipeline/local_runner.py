@@ -1,4 +1,4 @@
-"""Runs `create_pipeline(config)` locally: LocalDagRunner, Beam DirectRunner, SQLite ML Metadata."""
+"""Runs `create_pipeline(config, module)` locally: LocalDagRunner, Beam DirectRunner, SQLite ML Metadata."""
 import contextlib
 import logging
 import re
@@ -9,6 +9,7 @@ from tfx import v1 as tfx
 from hubtfx.components.trainer import progress
 from hubtfx.pipeline import output_folder
 from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule, require
 from hubtfx.pipeline.pipeline import create_pipeline
 from hubtfx.pipeline.reporting import report, run_summary
 
@@ -22,12 +23,16 @@ def metadata_connection_config(config: PipelineConfig):
     return tfx.orchestration.metadata.sqlite_metadata_connection_config(config.resolved_metadata_path)
 
 
-def run_local(config: PipelineConfig) -> run_summary.RunSummary:
-    """Runs the whole pipeline for a resolved config (see hub_modules.module_resolution) and reports what happened.
+def run_local(config: PipelineConfig, module: ResolvedModule) -> run_summary.RunSummary:
+    """Runs the whole pipeline for `config` with the backbone `module` (the ResolvedModule of
+    hub_modules.module_resolution.resolve(config)) and reports what happened.
+
+    Raises TypeError at once if `module` is not a ResolvedModule.
 
     Raises output_folder.OutputFolderError at once if the output folder cannot be written or another run uses it:
     two runs on one folder would interleave their writes to ML Metadata and the serving folder.
     """
+    module = require(module, "run_local")
     output_folder.check_writable(config.output_dir)
     with output_folder.exclusive_lock(config.output_dir, RUN_LOCK_FILE) as locked:
         if not locked:
@@ -35,17 +40,17 @@ def run_local(config: PipelineConfig) -> run_summary.RunSummary:
             raise output_folder.OutputFolderError(
                 f"another hubtfx run is using {config.output_dir} (pid {pid or 'unknown'}); wait for it to finish "
                 "or use another --output.")
-        return _run_pipeline(config)
+        return _run_pipeline(config, module)
 
 
-def _run_pipeline(config: PipelineConfig) -> run_summary.RunSummary:
+def _run_pipeline(config: PipelineConfig, module: ResolvedModule) -> run_summary.RunSummary:
     logging.info("Running pipeline %r: data %s, output %s", config.pipeline_name, config.resolved_data_root,
                  config.output_dir)
-    pipeline = create_pipeline(config, metadata_connection_config(config), LOCAL_BEAM_ARGS)
+    pipeline = create_pipeline(config, module, metadata_connection_config(config), LOCAL_BEAM_ARGS)
     with component_progress(len(pipeline.components)):
         tfx.orchestration.LocalDagRunner().run(pipeline)
-    summary = run_summary.summarize(config, metadata_connection_config(config))
-    summary.report_path = write_report_or_warn(config)
+    summary = run_summary.summarize(config, module, metadata_connection_config(config))
+    summary.report_path = write_report_or_warn(config, module)
     return summary
 
 
@@ -88,10 +93,10 @@ def component_progress(total: int):
         bar.close()
 
 
-def write_report_or_warn(config: PipelineConfig) -> str:
+def write_report_or_warn(config: PipelineConfig, module: ResolvedModule) -> str:
     """The HTML run report's path, or "" when it could not be written: the run's result must still be shown."""
     try:
-        return report.write_report(config, metadata_connection_config(config))
+        return report.write_report(config, module, metadata_connection_config(config))
     except Exception:  # pylint: disable=broad-except
         logging.warning("Could not write the HTML run report (the run itself is unaffected; its summary follows). "
                         "Please report this traceback:", exc_info=True)

@@ -1,6 +1,7 @@
-"""`create_pipeline(config)`: the one component graph, shared by the local and the Kubeflow/Vertex runners.
+"""`create_pipeline(config, module)`: the one component graph, shared by the local and the Kubeflow/Vertex runners.
 
-Pure composition: every value comes from the (resolved) config; nothing here reads data or talks to services.
+Pure composition: every value comes from the user's config and the ResolvedModule that
+`hub_modules.module_resolution.resolve(config)` returned; nothing here reads data or talks to services.
 """
 import ast
 import hashlib
@@ -22,6 +23,7 @@ from hubtfx.components.trainer import exported_model
 from hubtfx.components.trainer.params import CODE_KEY
 from hubtfx.components.transform import preprocessing
 from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule, require
 from hubtfx import schemas
 
 PREPROCESSING_FN = "hubtfx.components.transform.preprocessing.preprocessing_fn"
@@ -145,14 +147,16 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
-def trainer_custom_config(config: PipelineConfig) -> Dict:
+def trainer_custom_config(config: PipelineConfig, module: ResolvedModule) -> Dict:
+    """The Trainer's custom_config: the config's training parameters, the code fingerprint and the module's
+    identity (handle and sha256)."""
     # The module's identity goes into the exported model's facts, which the Evaluator compares with its baseline's.
     return {**config.training_params(), CODE_KEY: source_fingerprint(*TRAINER_CODE),
             exported_model.MODULE_CONFIG_KEY: {"handle": config.hub_handle or DEFAULT_HANDLE_NAME,
-                                               "sha256": config.module_sha256}}
+                                               "sha256": module.sha256}}
 
 
-def runtime_parameter_values(config: PipelineConfig) -> Dict[str, str]:
+def runtime_parameter_values(config: PipelineConfig, module: ResolvedModule) -> Dict[str, str]:
     """What a cluster run may change without recompiling, as the text each component receives.
 
     The Trainer's custom_config and the Evaluator's eval_config are one JSON parameter each: TFX substitutes a
@@ -161,7 +165,7 @@ def runtime_parameter_values(config: PipelineConfig) -> Dict[str, str]:
     """
     values = {
         "data_root": config.resolved_data_root,
-        "training_config": json.dumps(trainer_custom_config(config), sort_keys=True),
+        "training_config": json.dumps(trainer_custom_config(config, module), sort_keys=True),
         "eval_config": json_format.MessageToJson(eval_config(config), sort_keys=True, indent=None,
                                                  preserving_proto_field_name=True),
     }
@@ -170,9 +174,10 @@ def runtime_parameter_values(config: PipelineConfig) -> Dict[str, str]:
     return values
 
 
-def runtime_parameters(config: PipelineConfig) -> Dict[str, tfx.dsl.experimental.RuntimeParameter]:
+def runtime_parameters(config: PipelineConfig,
+                       module: ResolvedModule) -> Dict[str, tfx.dsl.experimental.RuntimeParameter]:
     return {name: tfx.dsl.experimental.RuntimeParameter(name=name, ptype=str, default=value)
-            for name, value in runtime_parameter_values(config).items()}
+            for name, value in runtime_parameter_values(config, module).items()}
 
 
 def span_window_resolver(config: PipelineConfig, examples: tfx.dsl.Channel) -> tfx.dsl.Resolver:
@@ -182,23 +187,34 @@ def span_window_resolver(config: PipelineConfig, examples: tfx.dsl.Channel) -> t
                             config={"range_config": window}, examples=examples).with_id("span_window_resolver")
 
 
-def create_components(config: PipelineConfig, with_runtime_parameters: bool = False) -> List:
+def _require_config(config: PipelineConfig, where: str) -> PipelineConfig:
+    if not isinstance(config, PipelineConfig):
+        raise TypeError(f"{where} needs a PipelineConfig as its first argument, got a {type(config).__name__}.")
+    return config
+
+
+def create_components(config: PipelineConfig, module: ResolvedModule, with_runtime_parameters: bool = False,
+                      schema_path: str = CURATED_SCHEMA) -> List:
     """The component list, in dependency order.
 
+    config: the user's validated PipelineConfig.
+    module: the backbone, as `hub_modules.module_resolution.resolve(config)` (or the Kubeflow runner) resolved it;
+      anything else is a TypeError at once.
     with_runtime_parameters: the values of `runtime_parameter_values` become runtime parameters (for the
-    Kubeflow/Vertex runner) instead of constants; their defaults are the config's values.
+      Kubeflow/Vertex runner) instead of constants; their defaults are the config's values.
+    schema_path: the TFDV schema ImportSchemaGen reads; the curated schema shipped with hubtfx by default (the
+      Kubeflow runner passes its path inside the container image).
     """
-    if not (config.module_path and config.module_sha256 and config.image_size):
-        raise ValueError("create_pipeline needs a resolved config: call "
-                         "pipeline.hub_modules.module_resolution.resolve first.")
-    parameters = runtime_parameters(config) if with_runtime_parameters else {}
+    _require_config(config, "create_components")
+    module = require(module, "create_components")
+    parameters = runtime_parameters(config, module) if with_runtime_parameters else {}
 
     example_gen = ImageFolderExampleGen(
         input_base=parameters.get("data_root", config.resolved_data_root), use_spans=config.use_spans,
         eval_percent=config.eval_percent, label_map_path=config.label_map_path,
-        range_config=parameters.get("range_config"), modality=config.modality)
+        range_config=parameters.get("range_config"), modality=module.modality)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path or CURATED_SCHEMA)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path or CURATED_SCHEMA)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     span_window = span_window_resolver(config, example_gen.outputs["examples"]) if config.span_window > 1 else None
@@ -209,8 +225,8 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
 
     # The Hub module is a tracked input: its lineage (handle and content hash) is recorded in ML Metadata.
     hub_module = tfx.dsl.Importer(
-        source_uri=config.module_path, artifact_type=tfx.types.standard_artifacts.Model,
-        custom_properties={"hub_handle": config.hub_handle or DEFAULT_HANDLE_NAME, "sha256": config.module_sha256},
+        source_uri=module.path, artifact_type=tfx.types.standard_artifacts.Model,
+        custom_properties={"hub_handle": config.hub_handle or DEFAULT_HANDLE_NAME, "sha256": module.sha256},
     ).with_id("hub_module")
 
     transform = tfx.components.Transform(
@@ -219,9 +235,9 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
         preprocessing_fn=PREPROCESSING_FN,
         materialize=False,
         disable_statistics=True,
-        custom_config={"image_size": list(config.image_size), "value_range": list(config.value_range),
-                       "resize_method": config.resize_method, "aspect": config.aspect,
-                       preprocessing.MODALITY_KEY: config.modality, CODE_KEY: source_fingerprint(*TRANSFORM_CODE)},
+        custom_config={"image_size": list(module.image_size), "value_range": list(module.value_range),
+                       "resize_method": module.resize_method, "aspect": config.aspect,
+                       preprocessing.MODALITY_KEY: module.modality, CODE_KEY: source_fingerprint(*TRANSFORM_CODE)},
     )
     # Nothing trains on data with anomalies: the Trainer needs Transform's output, Transform waits for the gate.
     transform.add_upstream_node(anomaly_gate)
@@ -233,7 +249,7 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
         base_model=hub_module.outputs["result"],
         train_args=tfx.proto.TrainArgs(),
         eval_args=tfx.proto.EvalArgs(),
-        custom_config=parameters.get("training_config", trainer_custom_config(config)),
+        custom_config=parameters.get("training_config", trainer_custom_config(config, module)),
     )
     baseline_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -258,15 +274,24 @@ def create_components(config: PipelineConfig, with_runtime_parameters: bool = Fa
             evaluator, pusher]
 
 
-def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
+def create_pipeline(config: PipelineConfig, module: ResolvedModule, metadata_connection_config=None,
                     beam_pipeline_args=None, with_runtime_parameters: bool = False,
-                    components: Optional[List] = None) -> tfx.dsl.Pipeline:
-    """The pipeline of `create_components(config, with_runtime_parameters)`, or of `components` when a runner
-    adapted that list for its target (kubeflow.runner)."""
+                    components: Optional[List] = None, schema_path: str = CURATED_SCHEMA) -> tfx.dsl.Pipeline:
+    """The pipeline of `create_components(config, module, with_runtime_parameters, schema_path)`, or of
+    `components` when a runner adapted that list for its target (kubeflow.runner).
+
+    config: the user's validated PipelineConfig; module: the ResolvedModule of
+    `hub_modules.module_resolution.resolve(config)` (required even with `components`, so every caller has resolved
+    it; anything else is a TypeError at once).
+    """
+    _require_config(config, "create_pipeline")
+    module = require(module, "create_pipeline")
+    if components is None:
+        components = create_components(config, module, with_runtime_parameters, schema_path)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=components if components is not None else create_components(config, with_runtime_parameters),
+        components=components,
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [],

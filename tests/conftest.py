@@ -42,7 +42,7 @@ def sample_root(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory, tiny_module, sample_root):
     """One full local pipeline run on a private copy of the tiny module, deleted afterwards (the pushed model
-    must not need it). Returns (resolved config, RunSummary)."""
+    must not need it). Returns (config, its ResolvedModule, RunSummary)."""
     from hubtfx.pipeline import local_runner
     from hubtfx.pipeline.config import PipelineConfig
     from hubtfx.pipeline.hub_modules import module_resolution
@@ -52,7 +52,7 @@ def finished_run(tmp_path_factory, tiny_module, sample_root):
     config = PipelineConfig(data_root=sample_root, output_dir=str(work / "out"), hub_handle=module_copy,
                             stage2_epochs=1, min_validation_examples=2, accuracy_threshold=0.0, batch_size=8,
                             stage2_significance=1.0)  # toy slices: run and keep stage 2 (its machinery is under test)
-    config = module_resolution.resolve(config)
-    summary = local_runner.run_local(config)
+    module = module_resolution.resolve(config)
+    summary = local_runner.run_local(config, module)
     shutil.rmtree(module_copy)
-    return config, summary
+    return config, module, summary

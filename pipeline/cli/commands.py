@@ -65,9 +65,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for note in found.name_notes():
         print(f"Note: {note}", flush=True)
     print("Resolving the backbone module (built on first use, takes a few seconds) ...", flush=True)
-    config = module_resolution.resolve(config)
-    print(f"Module: {config.module_path} (input {config.image_size[0]}x{config.image_size[1]})", flush=True)
-    summary = local_runner.run_local(config)
+    module = module_resolution.resolve(config)
+    print(f"Module: {module.path} (input {module.image_size[0]}x{module.image_size[1]})", flush=True)
+    summary = local_runner.run_local(config, module)
     print(summary.render(), flush=True)
     return EXIT_OK if summary.pushed or summary.push_skipped_reason else EXIT_NOT_BLESSED
 

@@ -3,7 +3,6 @@
 This runs before the pipeline is built, so an unreachable, incomplete, unsafe or incompatible module stops the run
 (exit code 2) before any Beam job starts, with a message that names the handle, the folder and the fix.
 """
-import dataclasses
 import hashlib
 import logging
 import os
@@ -14,6 +13,7 @@ from hubtfx.components.common import contract as module_contract
 from hubtfx.components.modality import registry as modalities
 from hubtfx.pipeline.config import ConfigError, PipelineConfig
 from hubtfx.pipeline.hub_modules import builder, integrity, vetting
+from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule
 
 _REMOTE_PREFIXES = ("http://", "https://", "gs://")
 # Handles people copy without the scheme; tensorflow_hub would read them as local paths.
@@ -163,21 +163,32 @@ def local_module_path(config: PipelineConfig) -> str:
     return path
 
 
-def resolve(config: PipelineConfig) -> PipelineConfig:
-    """Returns `config` with module_path, module_sha256, image_size, value_range, resize_method and modality filled
-    in; a ConfigError if the contract names a modality hubtfx does not know."""
+def resolve(config: PipelineConfig) -> ResolvedModule:
+    """The module `config` names (its `hub_handle`, or the bundled module), fetched or built, vetted, with its
+    contract read: a ResolvedModule whose image_size is the config's `image_size` override or the contract's.
+
+    Raises ModuleUnavailableError (a ConfigError) for a module that cannot be found or read, and a ConfigError for
+    an unsafe module, an unreadable contract without an image_size override, or a modality hubtfx does not know.
+    """
+    if not isinstance(config, PipelineConfig):
+        raise TypeError(f"module_resolution.resolve needs a PipelineConfig, got a {type(config).__name__}.")
     path = local_module_path(config)
     report = vetting.vet_module(path, allow_unsafe_ops=config.allow_unsafe_module_ops)
     logging.info("Module %s vetted: %s", path, report)
-    contract = _contract_or_override(path, config)
+    return from_contract(path, builder.module_sha256(path), config)
+
+
+def from_contract(path: str, sha256: str, config: PipelineConfig, read_from: str = "") -> ResolvedModule:
+    """The ResolvedModule for the module in `read_from` (default: `path`), which the pipeline's steps read at
+    `path`, with the config's image_size override applied; a ConfigError for an unknown modality."""
+    contract = _contract_or_override(read_from or path, config)
     try:
         modality = modalities.modality_for(contract).name
     except modalities.UnknownModalityError as e:
-        raise ConfigError(f"Module {path}: {e}") from None
-    return dataclasses.replace(
-        config,
-        module_path=path,
-        module_sha256=builder.module_sha256(path),
+        raise ConfigError(f"Module {read_from or path}: {e}") from None
+    return ResolvedModule(
+        path=path,
+        sha256=sha256,
         image_size=tuple(config.image_size or contract.image_size),
         value_range=tuple(contract.value_range),
         resize_method=contract.resize_method,

@@ -27,6 +27,7 @@ from hubtfx.components.common import artifact_files, feature_keys
 from hubtfx.components.evaluator import comparability
 from hubtfx.components.modality import registry as modalities
 from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule
 from hubtfx.pipeline.reporting import eval_results, run_summary
 
 REPORTS_DIR = "reports"
@@ -117,7 +118,8 @@ def misclassified_examples(examples_uri: str, model_uri: str, limit: int = MAX_T
     return found
 
 
-def collect(config: PipelineConfig, connection_config) -> RunFacts:
+def collect(config: PipelineConfig, module: ResolvedModule, connection_config) -> RunFacts:
+    """The facts of the latest run of `config`'s pipeline, which used the backbone `module`."""
     store = metadata_store.MetadataStore(connection_config)
     latest = run_summary.latest_artifacts(store, config.pipeline_name)
     history = run_summary.read_json(os.path.join(latest["ModelRun"].uri, artifact_files.TRAINING_HISTORY_FILE)) \
@@ -125,10 +127,10 @@ def collect(config: PipelineConfig, connection_config) -> RunFacts:
     class_names = history.get("class_names", [])  # the model's class ids, which the evaluation uses
     blessing = latest.get("ModelBlessing")
     evaluated_model = run_summary.custom_property(blessing, "current_model", "")
-    module = imported_module(store, config.pipeline_name)
+    imported = imported_module(store, config.pipeline_name)  # its ML Metadata artifact
     return RunFacts(
         config=config,
-        summary=run_summary.summarize(config, connection_config),
+        summary=run_summary.summarize(config, module, connection_config),
         ingestion=_ingestion_reports(store, latest),
         history=history,
         class_names=class_names,
@@ -136,9 +138,9 @@ def collect(config: PipelineConfig, connection_config) -> RunFacts:
         if "ModelEvaluation" in latest else None,
         baseline_model=run_summary.custom_property(blessing, "baseline_model", ""),
         skipped_baseline_model=run_summary.custom_property(blessing, comparability.SKIPPED_BASELINE_MODEL, ""),
-        module_handle=run_summary.custom_property(module, "hub_handle", ""),
-        module_sha256=run_summary.custom_property(module, "sha256", ""),
-        module_uri=module.uri if module else "",
+        module_handle=run_summary.custom_property(imported, "hub_handle", ""),
+        module_sha256=run_summary.custom_property(imported, "sha256", ""),
+        module_uri=imported.uri if imported else "",
         # The Evaluator scored the latest Examples' eval split; the thumbnails come from the same split.
         misclassified=misclassified_examples(latest["Examples"].uri, evaluated_model) if evaluated_model else [],
     )
@@ -329,10 +331,11 @@ def render(facts: RunFacts, generated: datetime.datetime) -> str:
         facts.summary.blessed, facts.summary.coverage_warnings(), [section(facts) for section in SECTIONS]))
 
 
-def write_report(config: PipelineConfig, connection_config) -> str:
-    """Writes <output_dir>/reports/run-<timestamp>.html (and a copy as latest.html); returns its path."""
+def write_report(config: PipelineConfig, module: ResolvedModule, connection_config) -> str:
+    """Writes <output_dir>/reports/run-<timestamp>.html (and a copy as latest.html) for the latest run of `config`
+    with the backbone `module`; returns its path."""
     generated = datetime.datetime.now()
-    page = render(collect(config, connection_config), generated)
+    page = render(collect(config, module, connection_config), generated)
     folder = os.path.join(config.output_dir, REPORTS_DIR)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"run-{generated.strftime('%Y%m%d-%H%M%S')}.html")

@@ -12,6 +12,7 @@ from hubtfx.components.common import artifact_files
 from hubtfx.components.evaluator import comparability
 from hubtfx.components.gate import coverage as coverage_lib
 from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule, require
 
 
 @dataclasses.dataclass
@@ -149,11 +150,14 @@ def overall_accuracy(evaluation_uri: str) -> Optional[float]:
     return eval_results.overall_metrics(evaluation_uri)[0].get(eval_results.ACCURACY)
 
 
-def summarize(config: PipelineConfig, connection_config) -> RunSummary:
+def summarize(config: PipelineConfig, module: ResolvedModule, connection_config) -> RunSummary:
+    """What the latest run of `config`'s pipeline did, read from ML Metadata; `module` is the ResolvedModule the
+    run used (its sha256 is shown)."""
+    module = require(module, "run_summary.summarize")
     store = metadata_store.MetadataStore(connection_config)
     latest = latest_artifacts(store, config.pipeline_name)
     summary = RunSummary(data_root=config.resolved_data_root, module=config.hub_handle or "bundled EfficientNet-Lite0",
-                         module_sha256=config.module_sha256, accuracy_threshold=config.accuracy_threshold)
+                         module_sha256=module.sha256, accuracy_threshold=config.accuracy_threshold)
     if "Examples" in latest:
         report = read_json(os.path.join(latest["Examples"].uri, artifact_files.INGESTION_REPORT_FILE))
         summary.files_seen = report.get("files_seen", 0)

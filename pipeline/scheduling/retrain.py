@@ -75,9 +75,10 @@ def retrain(config: PipelineConfig, run: Callable, resolve: Callable) -> Result:
 
     Args:
       config: the validated config (use_spans is implied).
-      run: runs the pipeline for a resolved config and returns its RunSummary (pipeline.local_runner.run_local).
-      resolve: resolves the backbone module into the config (hub_modules.module_resolution.resolve); only called
-        when there is something to train, so an idle tick stays cheap.
+      run: run(config, module) runs the pipeline for the config and its ResolvedModule and returns its RunSummary
+        (pipeline.local_runner.run_local).
+      resolve: resolve(config) returns the backbone's ResolvedModule (hub_modules.module_resolution.resolve); only
+        called when there is something to train, so an idle tick stays cheap.
 
     Raises whatever `run` raises; data errors (DataAnomaliesError, DataLayoutError) are recorded as the span's
     outcome first.
@@ -93,7 +94,7 @@ def retrain(config: PipelineConfig, run: Callable, resolve: Callable) -> Result:
             return Result(Outcome.NOTHING_NEW, f"nothing new: span {span} is the newest and was already processed "
                                                f"({state.get('outcome')}).")
         try:
-            summary = run(resolve(config))
+            summary = run(config, resolve(config))
         except (DataAnomaliesError, layout.DataLayoutError) as e:
             write_state(config, span, Outcome.DATA_REJECTED, str(e).splitlines()[0])
             raise

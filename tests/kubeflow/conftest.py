@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule
 
 IMAGE = "us-docker.pkg.dev/hubtfx-test/pipelines/hubtfx:1"
 CLUSTER_FLAGS = ["--image", IMAGE, "--data-root", "gs://hubtfx-test/flowers", "--output-dir", "gs://hubtfx-test/run",
@@ -40,7 +41,12 @@ def image() -> str:
 
 @pytest.fixture
 def cluster_config() -> PipelineConfig:
-    """A valid cluster config whose module is already resolved (for checks that need no compile)."""
+    """A valid cluster config (for checks that need no compile); `cluster_module` is its resolved module."""
     return PipelineConfig(image=IMAGE, data_root="gs://hubtfx-test/flowers", output_dir="gs://hubtfx-test/run",
-                          gcp_project="hubtfx-test", module_path="/hubtfx/modules/m", module_sha256="0" * 64,
-                          image_size=(224, 224))
+                          gcp_project="hubtfx-test")
+
+
+@pytest.fixture
+def cluster_module() -> ResolvedModule:
+    """A module as the cluster's steps would read it from the image, without building one."""
+    return ResolvedModule(path="/hubtfx/modules/m", sha256="0" * 64, image_size=(224, 224))

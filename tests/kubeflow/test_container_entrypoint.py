@@ -71,7 +71,8 @@ def span_specs(tmp_path_factory, tiny_module):
     data = str(work / "data")
     sample_data.generate_dataset(data, images_per_class=3, seed=2, spans=2)
     config = PipelineConfig(data_root=data, use_spans=True, output_dir=str(work / "out"), hub_handle=tiny_module)
-    adapted = runner.compile_to_file(config, "kubeflow", str(work / "adapted.json"), allow_local_paths=True)
+    adapted = runner.compile_to_file(*runner.prepare(config, "kubeflow", allow_local_paths=True), "kubeflow",
+                                     str(work / "adapted.json"), allow_local_paths=True)
     executors = adapted["deploymentSpec"]["executors"]
     container = executors["ImageFolderExampleGen_executor"]["container"]
     container["command"] = kfp_target.TFX_ENTRYPOINT

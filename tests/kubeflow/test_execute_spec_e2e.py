@@ -138,7 +138,7 @@ def test_the_vertex_rerun_is_served_from_cache_up_to_the_trainer(runs):
 def local_predictions(finished_run, sample_root):
     """The local runner's model (same config, data and seed) on every sample image."""
     from hubtfx.pipeline.serving import predict
-    _, local_summary = finished_run
+    _, _, local_summary = finished_run
     files = sorted(glob.glob(os.path.join(sample_root, "*", "*")))
     return files, list(predict.predict_files(local_summary.pushed_path, files))
 

@@ -107,10 +107,10 @@ def test_runtime_parameters_have_defaults_and_feed_the_components(vertex_spec):
     assert thresholds["value_threshold"]["lower_bound"] == 0.5
 
 
-def test_local_pipeline_keeps_constants(cluster_config):
+def test_local_pipeline_keeps_constants(cluster_config, cluster_module):
     """The local runner's components get plain values, not runtime parameters."""
     config = dataclasses.replace(cluster_config, data_root="/data/flowers")
-    by_id = {c.id: c for c in create_components(config)}
+    by_id = {c.id: c for c in create_components(config, cluster_module)}
     assert by_id["ImageFolderExampleGen"].exec_properties["input_base"] == "/data/flowers"
     assert json.loads(by_id["Trainer"].exec_properties["custom_config"])["cv_folds"] == config.cv_folds
 
@@ -156,7 +156,7 @@ def test_compile_refuses_a_spec_with_a_home_folder(cluster_config, tmp_path, mon
     monkeypatch.setenv("HOME", "/srv/someone")
     config = dataclasses.replace(cluster_config, hub_handle="", data_root="/srv/someone/flowers")
     with pytest.raises(ConfigError, match="/srv/someone"):
-        runner.compile_to_file(config, "kubeflow", str(tmp_path / "p.yaml"))
+        runner.compile_to_file(*runner.prepare(config, "kubeflow"), "kubeflow", str(tmp_path / "p.yaml"))
     assert not (tmp_path / "p.yaml").exists()
 
 

@@ -45,13 +45,14 @@ def write_case(root):
 def run(tmp_path_factory, tiny_module):
     work = tmp_path_factory.mktemp("coverage_run")
     write_case(str(work / "data"))
-    config = module_resolution.resolve(PipelineConfig(
+    config = PipelineConfig(
         data_root=str(work / "data"), output_dir=str(work / "out"), hub_handle=tiny_module,
-        fine_tune_blocks="0", accuracy_threshold=0.0, batch_size=8))
-    summary = local_runner.run_local(config)
+        fine_tune_blocks="0", accuracy_threshold=0.0, batch_size=8)
+    module = module_resolution.resolve(config)
+    summary = local_runner.run_local(config, module)
     with open(summary.report_path, encoding="utf-8") as f:
         page = f.read()
-    return config, summary, page, report.collect(config, local_runner.metadata_connection_config(config))
+    return config, summary, page, report.collect(config, module, local_runner.metadata_connection_config(config))
 
 
 def test_every_class_is_trained_and_the_summary_counts_match_what_was_evaluated(run):

@@ -65,9 +65,12 @@ def test_an_unknown_training_key_is_an_error_not_ignored():
         TrainingParams.from_custom_config({"stage1_epochs": 30})
 
 
-def test_internal_fields_are_not_user_settable():
-    names = {f.name for f in config_lib.user_fields()}
-    assert "module_sha256" not in names and "module_path" not in names
+def test_the_resolved_module_is_no_part_of_the_config():
+    """The module resolution determines travels as a ResolvedModule, not in the config: nobody can set it, and a
+    config cannot be half resolved."""
+    names = {f.name for f in dataclasses.fields(config_lib.PipelineConfig)}
+    assert not names & {"module_path", "module_sha256", "value_range", "resize_method", "modality", "schema_path"}
+    assert {f.name for f in config_lib.user_fields()} == names
     with pytest.raises(ConfigError):
         config_lib.from_mapping({"module_sha256": "abc"})
 

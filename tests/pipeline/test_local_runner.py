@@ -31,7 +31,7 @@ def _example(image_bytes: bytes) -> bytes:
 
 
 def test_model_is_blessed_and_pushed_in_the_serving_layout(finished_run):
-    config, summary = finished_run
+    config, _, summary = finished_run
     assert summary.blessed and summary.pushed
     assert summary.files_seen == summary.examples_written == 40
     assert os.path.dirname(summary.pushed_path) == config.push_base_dir
@@ -44,7 +44,7 @@ def test_model_is_blessed_and_pushed_in_the_serving_layout(finished_run):
 
 
 def test_pushed_model_classifies_raw_examples_and_bytes_identically(finished_run, sample_root):
-    _, summary = finished_run
+    _, _, summary = finished_run
     model = tf.saved_model.load(summary.pushed_path)  # the Hub module's folder is gone by now
     files = sorted(glob.glob(os.path.join(sample_root, "*", "*")))
     picked = [next(f for f in files if f.endswith(".png")), next(f for f in files if f.endswith(".jpg"))]
@@ -61,10 +61,10 @@ def test_pushed_model_classifies_raw_examples_and_bytes_identically(finished_run
 
 
 def test_lineage_names_the_module_and_the_training_choices_are_recorded(finished_run):
-    config, _ = finished_run
+    config, module, _ = finished_run
     store = metadata_store.MetadataStore(local_runner.metadata_connection_config(config))
     imported = [a for a in store.get_artifacts_by_type("Model") if "sha256" in a.custom_properties]
-    assert imported and imported[0].custom_properties["sha256"].string_value == config.module_sha256
+    assert imported and imported[0].custom_properties["sha256"].string_value == module.sha256
     model_run = store.get_artifacts_by_type("ModelRun")[-1]
     history = json.load(open(os.path.join(model_run.uri, "training_history.json")))
     assert set(history["stages"]) == {"stage1", "stage2"}
@@ -75,12 +75,12 @@ def test_lineage_names_the_module_and_the_training_choices_are_recorded(finished
 
 
 def test_a_second_run_with_nothing_changed_reuses_the_cache(finished_run, tiny_module):
-    config, first = finished_run
-    config = dataclasses.replace(config, module_path="")
-    config = module_resolution.resolve(dataclasses.replace(config, hub_handle=tiny_module))
+    config, _, _ = finished_run
+    config = dataclasses.replace(config, hub_handle=tiny_module)
+    module = module_resolution.resolve(config)
     store = metadata_store.MetadataStore(local_runner.metadata_connection_config(config))
     executions_before = len(store.get_executions())
-    local_runner.run_local(config)
+    local_runner.run_local(config, module)
     new = store.get_executions()[executions_before:]
     cached = [e for e in new if e.last_known_state == e.CACHED]
     assert len(cached) >= 3, "ExampleGen, StatisticsGen and Transform should come from the cache"
@@ -89,13 +89,13 @@ def test_a_second_run_with_nothing_changed_reuses_the_cache(finished_run, tiny_m
 def test_transform_resizes_as_the_module_contract_says_for_training_and_serving(finished_run, sample_root):
     """The tiny module's contract asks for bicubic; the Transform graph (which the Trainer applies and the exported
     model embeds) must produce exactly image_ops' bicubic pixels, not the bilinear default."""
-    config, _ = finished_run
-    assert config.resize_method == "bicubic"
+    config, module, _ = finished_run
+    assert module.resize_method == "bicubic"
     store = metadata_store.MetadataStore(local_runner.metadata_connection_config(config))
     graph = tft.TFTransformOutput(store.get_artifacts_by_type("TransformGraph")[-1].uri)
     raw = open(sorted(glob.glob(os.path.join(sample_root, "*", "*.png")))[0], "rb").read()
     transformed = graph.transform_features_layer()({"image_raw": tf.constant([[raw]])})["image"].numpy()
-    size = tuple(config.image_size)
+    size = module.image_size
     # Graph and eager execution may round the last bit differently; the methods differ by far more.
     np.testing.assert_allclose(transformed, image_ops.decode_batch(tf.constant([raw]), size, (0, 1), "bicubic"),
                                atol=1e-6)

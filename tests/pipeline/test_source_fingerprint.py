@@ -13,8 +13,10 @@ import pytest
 from hubtfx.components.trainer.params import CODE_KEY
 from hubtfx.pipeline import pipeline
 from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule
 
-RESOLVED = PipelineConfig(module_path="/m", module_sha256="abc", image_size=(32, 32))
+CONFIG = PipelineConfig()
+MODULE = ResolvedModule(path="/m", sha256="abc", image_size=(32, 32))
 
 # Imports the Transform's, then the Trainer's user code as TFX does (by the dotted path the pipeline gives it) and
 # writes the source file of every hubtfx module loaded after each step.
@@ -80,7 +82,7 @@ def test_an_edit_to_any_fingerprinted_file_changes_the_fingerprint(tmp_path, cod
 
 
 def test_the_components_receive_the_fingerprints_of_their_user_code():
-    components = {c.id: c for c in pipeline.create_components(RESOLVED)}
+    components = {c.id: c for c in pipeline.create_components(CONFIG, MODULE)}
     transform = json.loads(components["Transform"].exec_properties["custom_config"])
     trainer = json.loads(components["Trainer"].exec_properties["custom_config"])
     assert transform[CODE_KEY] == pipeline.source_fingerprint(*pipeline.TRANSFORM_CODE)

@@ -17,7 +17,7 @@ def _example(image_bytes: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def model(finished_run):
-    return tf.saved_model.load(finished_run[1].pushed_path)
+    return tf.saved_model.load(finished_run[2].pushed_path)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_good_images_score_the_same_alone_in_a_bad_batch_and_through_serving_exa
 
 
 def test_hubtfx_predict_reports_each_bad_file_and_scores_the_rest(finished_run, corpus, capsys):
-    config, _ = finished_run
+    config, _, _ = finished_run
     code = commands.main(["predict", "--output", config.output_dir, "--json", corpus.root])
     lines = {os.path.relpath(line["file"], corpus.root): line
              for line in map(json.loads, capsys.readouterr().out.splitlines())}

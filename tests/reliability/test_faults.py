@@ -128,7 +128,7 @@ def test_a_diverging_stage_2_is_rolled_back_and_the_run_says_so(finished_run, tm
                                                                  tiny_module, capsys):
     """Reuses a copy of a finished run's output, so only the Trainer and what follows run again (stage 2 at
     learning rate 1e3). The collapsed fine-tuned model must never reach the Evaluator: stage 1 is exported."""
-    config, _ = finished_run
+    config, _, _ = finished_run
     output = str(tmp_path / "out")
     shutil.copytree(config.output_dir, output, ignore=shutil.ignore_patterns(local_runner.RUN_LOCK_FILE))
 

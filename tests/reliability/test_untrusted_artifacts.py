@@ -41,7 +41,7 @@ def test_a_symlinked_module_folder_is_vetted_and_hashed_like_its_target(tmp_path
     link = tmp_path / "linked-module"
     os.symlink(tiny_module, link)
     resolved = module_resolution.resolve(PipelineConfig(hub_handle=str(link)))
-    assert resolved.module_sha256 == builder.module_sha256(tiny_module)
+    assert resolved.sha256 == builder.module_sha256(tiny_module)
 
     unsafe_link = tmp_path / "linked-unsafe"
     os.symlink(_save_file_reading_module(tmp_path / "elsewhere" / "reader"), unsafe_link)
@@ -63,7 +63,7 @@ def test_compiled_specs_hold_no_environment_variable_of_the_compiling_machine(tm
     config = dataclasses.replace(config, hub_handle="")
     for target in ("vertex", "kubeflow"):
         spec_path = str(tmp_path / f"{target}.spec")
-        runner.compile_to_file(config, target, spec_path)
+        runner.compile_to_file(*runner.prepare(config, target), target, spec_path)
         with open(spec_path, encoding="utf-8") as handle:
             text = handle.read()
         for value in [*_CANARIES.values(), socket.gethostname()]:

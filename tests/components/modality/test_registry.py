@@ -117,9 +117,10 @@ def test_the_resolved_modality_reaches_example_gen_and_transform(tiny_module, tm
     from hubtfx.pipeline import pipeline  # pylint: disable=import-outside-toplevel
     from hubtfx.pipeline.hub_modules import module_resolution  # pylint: disable=import-outside-toplevel
     from hubtfx.pipeline.config import PipelineConfig  # pylint: disable=import-outside-toplevel
-    config = module_resolution.resolve(PipelineConfig(hub_handle=tiny_module, data_root=str(tmp_path)))
-    assert config.modality == "image"
-    by_id = {component.id: component for component in pipeline.create_components(config)}
+    config = PipelineConfig(hub_handle=tiny_module, data_root=str(tmp_path))
+    module = module_resolution.resolve(config)
+    assert module.modality == "image"
+    by_id = {component.id: component for component in pipeline.create_components(config, module)}
     # Unset for images: an image pipeline's ExampleGen keeps the cache key it had before modalities.
     assert by_id["ImageFolderExampleGen"].exec_properties["modality"] is None
     assert json.loads(by_id["Transform"].exec_properties["custom_config"])["modality"] == "image"

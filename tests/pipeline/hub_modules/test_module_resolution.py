@@ -13,19 +13,22 @@ import tensorflow as tf
 
 from hubtfx.pipeline.config import ConfigError, PipelineConfig
 from hubtfx.pipeline.hub_modules import module_resolution
+from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule
 from hubtfx.pipeline.hub_modules.vetting import UnsafeModuleError
 
 
 def test_default_handle_is_the_bundled_efficientnet_with_its_contract(feature_vector_module):
-    config = module_resolution.resolve(PipelineConfig())
-    assert config.module_path == feature_vector_module
-    assert config.image_size == (224, 224) and config.value_range == (0.0, 1.0)
-    assert len(config.module_sha256) == 64
+    module = module_resolution.resolve(PipelineConfig())
+    assert isinstance(module, ResolvedModule)
+    assert module.path == feature_vector_module
+    assert module.image_size == (224, 224) and module.value_range == (0.0, 1.0)
+    assert module.modality == "image" and module.resize_method == "bicubic"
+    assert len(module.sha256) == 64
 
 
 def test_local_folder_handle_resolves_and_image_size_can_be_overridden(tiny_module):
-    config = module_resolution.resolve(PipelineConfig(hub_handle=tiny_module))
-    assert config.module_path == tiny_module and config.image_size == (32, 32)
+    module = module_resolution.resolve(PipelineConfig(hub_handle=tiny_module))
+    assert module.path == tiny_module and module.image_size == (32, 32)
     overridden = module_resolution.resolve(PipelineConfig(hub_handle=tiny_module, image_size=(48, 48)))
     assert overridden.image_size == (48, 48)
 
@@ -80,8 +83,8 @@ def _cached(cache, handle=README_HANDLE):
 def test_a_complete_cached_module_is_used_offline(tfhub_cache, tiny_module):
     """Proves the cache folder is named as tensorflow_hub names it: offline, only the cached copy can resolve."""
     shutil.copytree(tiny_module, _cached(tfhub_cache))
-    config = module_resolution.resolve(PipelineConfig(hub_handle=README_HANDLE))
-    assert config.module_path == str(_cached(tfhub_cache)) and config.image_size == (32, 32)
+    module = module_resolution.resolve(PipelineConfig(hub_handle=README_HANDLE))
+    assert module.path == str(_cached(tfhub_cache)) and module.image_size == (32, 32)
 
 
 def _truncate_variables(folder):

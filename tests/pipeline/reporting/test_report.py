@@ -48,22 +48,28 @@ class _ReportParser(html.parser.HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, tiny_module):
+def module(tiny_module):
+    """The ResolvedModule of every run in this file."""
+    return module_resolution.resolve(PipelineConfig(hub_handle=tiny_module))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_module, module):
     """One pipeline run (the report is written by run_local), its report parsed, and the facts behind it."""
     work = tmp_path_factory.mktemp("report_run")
     data_root = str(work / "images")
     sample_data.generate_dataset(data_root, images_per_class=8, seed=1)
     with open(os.path.join(data_root, "circle", HOSTILE_NAME), "wb") as f:
         f.write(b"plain text, not an image")
-    config = module_resolution.resolve(PipelineConfig(
+    config = PipelineConfig(
         data_root=data_root, output_dir=str(work / "out"), hub_handle=tiny_module, min_validation_examples=2,
-        stage2_epochs=1, accuracy_threshold=0.0, batch_size=8, stage2_significance=1.0))
-    summary = local_runner.run_local(config)
+        stage2_epochs=1, accuracy_threshold=0.0, batch_size=8, stage2_significance=1.0)
+    summary = local_runner.run_local(config, module)
     with open(summary.report_path, encoding="utf-8") as f:
         page = f.read()
     parser = _ReportParser()
     parser.feed(page)
-    facts = report.collect(config, local_runner.metadata_connection_config(config))
+    facts = report.collect(config, module, local_runner.metadata_connection_config(config))
     return config, summary, page, parser, facts
 
 
@@ -104,10 +110,10 @@ def test_plots_and_thumbnails_are_embedded_pngs(run):
     assert len(thumbnails) == min(wrong, report.MAX_THUMBNAILS)
 
 
-def test_report_names_the_module_the_verdict_and_the_missing_baseline(run):
+def test_report_names_the_module_the_verdict_and_the_missing_baseline(run, module):
     config, summary, _, parser, _ = run
     text = " ".join(parser.text)
-    assert config.module_sha256 in text and config.hub_handle in text
+    assert module.sha256 in text and config.hub_handle in text
     assert summary.blessed and "BLESSED" in text
     assert "First model: no baseline" in text
     assert "No baseline yet, so the change threshold did not apply." in text
@@ -191,7 +197,7 @@ def test_a_comparison_with_a_baseline_shows_the_changes(run):
     assert "/models/7" in section and "-0.1250" in section and "First model" not in section
 
 
-def test_a_report_failure_is_logged_and_does_not_fail_the_run(run, monkeypatch, caplog):
+def test_a_report_failure_is_logged_and_does_not_fail_the_run(run, module, monkeypatch, caplog):
     config = run[0]
 
     def broken(*_):
@@ -199,7 +205,7 @@ def test_a_report_failure_is_logged_and_does_not_fail_the_run(run, monkeypatch, 
 
     monkeypatch.setattr(report, "write_report", broken)
     with caplog.at_level(logging.WARNING):
-        assert local_runner.write_report_or_warn(config) == ""
+        assert local_runner.write_report_or_warn(config, module) == ""
     assert "Could not write the HTML run report" in caplog.text and "disk full" in caplog.text
 
 
@@ -216,11 +222,11 @@ def test_a_skipped_comparison_shows_why_and_that_only_the_absolute_threshold_gat
 
 
 @pytest.mark.slow
-def test_a_second_run_compares_with_the_blessed_first_model(run):
+def test_a_second_run_compares_with_the_blessed_first_model(run, module):
     """Last in this file: it adds a run to the shared store (the earlier tests use facts read before it)."""
     config = run[0]
-    summary = local_runner.run_local(config)
-    facts = report.collect(config, local_runner.metadata_connection_config(config))
+    summary = local_runner.run_local(config, module)
+    facts = report.collect(config, module, local_runner.metadata_connection_config(config))
     assert facts.evaluation.has_baseline and eval_results.ACCURACY in facts.evaluation.diffs
     assert facts.baseline_model
     with open(summary.report_path, encoding="utf-8") as f:

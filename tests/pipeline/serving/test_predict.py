@@ -35,7 +35,7 @@ def test_no_pushed_model_is_a_clear_error(tmp_path):
 
 
 def test_json_lines_score_good_images_and_report_bad_ones(finished_run, images, capsys):
-    config, _ = finished_run
+    config, _, _ = finished_run
     code = commands.main(["predict", "--output", config.output_dir, "--json", str(images)])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     by_file = {os.path.basename(line["file"]): line for line in lines}
@@ -51,7 +51,7 @@ def test_json_lines_score_good_images_and_report_bad_ones(finished_run, images, 
 
 
 def test_text_output_has_one_line_per_image(finished_run, images, capsys):
-    config, _ = finished_run
+    config, _, _ = finished_run
     good = sorted(str(images / f) for f in os.listdir(images) if f[0] in "ab")
     assert commands.main(["predict", "--output", config.output_dir, *good]) == commands.EXIT_OK
     rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
@@ -65,7 +65,7 @@ def test_predict_without_a_model_exits_2_with_a_message(tmp_path, images, capsys
 
 
 def test_progress_is_reported_for_every_file_once(finished_run, images):
-    config, _ = finished_run
+    config, _, _ = finished_run
     files = predict.list_images([str(images)])
     done = []
     results = predict.predict_files(predict.latest_version_dir(config.push_base_dir), files, progress=done.append)

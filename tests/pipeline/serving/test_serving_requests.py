@@ -45,7 +45,7 @@ def model(model_dir):
 @pytest.fixture(scope="module")
 def model_dir(finished_run):
     # The fixture run's own push: other tests push later versions into the same folder with other settings.
-    _, summary = finished_run
+    _, _, summary = finished_run
     return summary.pushed_path
 
 
@@ -107,7 +107,7 @@ def test_a_vertex_body_reaches_the_image_signature_whose_input_is_image_bytes(mo
 
 
 def test_the_evaluator_is_pointed_at_the_tf_example_signature(finished_run):
-    config, _ = finished_run
+    config, _, _ = finished_run
     (spec,) = pipeline_lib.eval_config(config).model_specs
     assert spec.signature_name == exported_model.EXAMPLES_SIGNATURE
 
@@ -146,10 +146,10 @@ def test_a_named_instance_must_use_the_signature_input_name(model, photos):
 
 
 def test_the_exported_model_records_its_classes_input_size_and_module(finished_run, model_dir, model):
-    config, _ = finished_run
+    config, module, _ = finished_run
     facts = exported_model.read_facts(model_dir)
     served_classes = model.signatures[exported_model.DEFAULT_SIGNATURE](
         image_bytes=tf.constant([b""]))["probabilities"].shape[-1]
     assert len(facts.class_names) == served_classes
-    assert facts.image_size == tuple(config.image_size)
-    assert facts.module_sha256 == config.module_sha256 and facts.module_handle == config.hub_handle
+    assert facts.image_size == module.image_size
+    assert facts.module_sha256 == module.sha256 and facts.module_handle == config.hub_handle
