@@ -110,10 +110,17 @@ def test_a_bar_follows_the_component_sequence_on_a_terminal_only(terminal, monke
     monkeypatch.setattr(progress, "bars_wanted", lambda: terminal)
     absl_logger = logging.getLogger("absl")
     filters_before = list(absl_logger.filters)
-    with caplog.at_level(logging.INFO), local_runner.component_progress(2):
-        for node in ("ExampleGen", "Trainer"):
-            absl_logging.info("Component %s is running.", node)
-            absl_logging.info("Component %s is finished.", node)
+    # A pipeline run earlier in this process leaves absl at WARNING (TF's SavedModel export "restores" it there;
+    # the CLI sets INFO again, see commands.configure_logging).
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.INFO)
+    try:
+        with caplog.at_level(logging.INFO), local_runner.component_progress(2):
+            for node in ("ExampleGen", "Trainer"):
+                absl_logging.info("Component %s is running.", node)
+                absl_logging.info("Component %s is finished.", node)
+    finally:
+        absl_logging.set_verbosity(verbosity)
     err = capsys.readouterr().err
     if terminal:
         assert "[pipeline]" in err and "component" in err
