@@ -614,7 +614,12 @@ def plot(results: dict, path: str) -> None:
         axis.set_title(f"{name} ({results['datasets'][name]['scored_images']} scored)")
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"{results['split']}-pool accuracy")
-    axes[0][0].legend(loc="lower right", fontsize=7)
+    # Every column's line, from whichever panel has it (the raw-pixel SVC only runs on grey sets).
+    labelled = {}
+    for axis in axes.flat:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            labelled.setdefault(label, handle)
+    axes[0][0].legend(list(labelled.values()), list(labelled), loc="lower right", fontsize=7)
     figure.suptitle(f"Training quality: mean and min-max over {len(results['seeds'])} seeds")
     figure.tight_layout()
     figure.savefig(path, dpi=90)
