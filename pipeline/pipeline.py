@@ -134,7 +134,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
             ))],
     )
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(label_key=feature_keys.LABEL_KEY, prediction_key="probabilities",
+        model_specs=[tfma.ModelSpec(label_key=feature_keys.LABEL_KEY, prediction_key=exported_model.PROBABILITIES,
                                     signature_name=exported_model.EXAMPLES_SIGNATURE)],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[feature_keys.LABEL_NAME_KEY])],
         metrics_specs=[tfma.MetricsSpec(metrics=[

@@ -36,7 +36,8 @@ def _serving_functions(classifier: tf_keras.Model, tft_layer, class_names: Seque
         logits = classifier(transformed[feature_keys.TRANSFORMED_IMAGE_KEY], training=False)
         probabilities = tf.nn.softmax(logits, axis=-1)
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
-        return {"probabilities": probabilities, "class_id": class_id, "class_name": tf.gather(names, class_id)}
+        return {exported_model.PROBABILITIES: probabilities, exported_model.CLASS_ID: class_id,
+                exported_model.CLASS_NAME: tf.gather(names, class_id)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=exported_model.EXAMPLES_INPUT)])
     def serve_examples(serialized_examples):
@@ -54,10 +55,10 @@ def _serving_functions(classifier: tf_keras.Model, tft_layer, class_names: Seque
         safe_bytes = tf.where(scored, image_bytes, image_ops.PLACEHOLDER_IMAGE)
         outputs = predict_raw({feature_keys.IMAGE_KEY: tf.reshape(safe_bytes, [-1, 1])})
         return {
-            "probabilities": tf.where(scored[:, tf.newaxis], outputs["probabilities"], 0.0),
-            "class_id": tf.where(scored, outputs["class_id"], tf.constant(-1, tf.int64)),
-            "class_name": tf.where(scored, outputs["class_name"], ""),
-            "error": errors,
+            exported_model.PROBABILITIES: tf.where(scored[:, tf.newaxis], outputs[exported_model.PROBABILITIES], 0.0),
+            exported_model.CLASS_ID: tf.where(scored, outputs[exported_model.CLASS_ID], tf.constant(-1, tf.int64)),
+            exported_model.CLASS_NAME: tf.where(scored, outputs[exported_model.CLASS_NAME], ""),
+            exported_model.ERROR: errors,
         }
 
     return serve_examples, serve_bytes

@@ -32,6 +32,13 @@ BYTES_SIGNATURE = "serving_bytes"
 EXAMPLES_SIGNATURE = "serving_examples"
 IMAGE_INPUT = "image_bytes"
 EXAMPLES_INPUT = "examples"
+# The signatures' outputs: float32 [n, classes] softmax, int64 [n] argmax, string [n] its class name, and (image
+# bytes signature only) string [n] why an input was not scored ("" when it was; class_id -1 and zero
+# probabilities then).
+PROBABILITIES = "probabilities"
+CLASS_ID = "class_id"
+CLASS_NAME = "class_name"
+ERROR = "error"
 
 # TF Serving's folder for files beside a SavedModel that it does not load.
 ASSETS_EXTRA_DIR = "assets.extra"

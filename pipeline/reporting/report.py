@@ -24,6 +24,7 @@ from ml_metadata.metadata_store import metadata_store
 from tfx.utils import path_utils
 
 from hubtfx.components.common import artifact_files, feature_keys
+from hubtfx.components.trainer import exported_model
 from hubtfx.components.evaluator import comparability
 from hubtfx.components.modality import registry as modalities
 from hubtfx.pipeline.config import PipelineConfig
@@ -104,14 +105,14 @@ def misclassified_examples(examples_uri: str, model_uri: str, limit: int = MAX_T
         batch = {k: v.numpy() for k, v in batch.items()}
         raw = batch[modality.raw_feature]
         outputs = {k: v.numpy() for k, v in signature(**modality.model_inputs(raw)).items()}
-        predicted = outputs["class_id"]
+        predicted = outputs[exported_model.CLASS_ID]
         for i in np.flatnonzero(predicted != batch[feature_keys.LABEL_KEY]):
             filename = batch[feature_keys.FILENAME_KEY][i].decode("utf-8", "replace")
             found.append(Misclassified(
                 filename=filename,
                 label_name=batch[feature_keys.LABEL_NAME_KEY][i].decode("utf-8", "replace"),
-                predicted_name=outputs["class_name"][i].decode("utf-8", "replace"),
-                probability=float(outputs["probabilities"][i, predicted[i]]),
+                predicted_name=outputs[exported_model.CLASS_NAME][i].decode("utf-8", "replace"),
+                probability=float(outputs[exported_model.PROBABILITIES][i, predicted[i]]),
                 example_html=modality.render_example(raw[i], f"Misclassified: {filename}")))
             if len(found) == limit:
                 return found

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from hubtfx.components.modality import registry as modalities
 from hubtfx.components.pusher import serving
+from hubtfx.components.trainer import exported_model
 from hubtfx.pipeline.config import ConfigError
 
 BATCH_SIZE = 16
@@ -53,11 +54,12 @@ def list_images(paths: Iterable[str]) -> List[str]:
 def _score(signature, modality, files: List[str], contents: List[bytes]) -> List[Prediction]:
     """The model's verdict per file: a class, or the `error` the model gave for an input it could not score."""
     outputs = signature(**modality.model_inputs(contents))
-    errors = outputs["error"].numpy() if "error" in outputs else [b""] * len(files)
+    errors = outputs[exported_model.ERROR].numpy() if exported_model.ERROR in outputs else [b""] * len(files)
     return [Prediction(file=f, error=e.decode("utf-8")) if e else
             Prediction(file=f, class_id=int(c), class_name=n.decode("utf-8"), probability=float(p[int(c)]))
-            for f, c, n, p, e in zip(files, outputs["class_id"].numpy(), outputs["class_name"].numpy(),
-                                     outputs["probabilities"].numpy(), errors)]
+            for f, c, n, p, e in zip(files, outputs[exported_model.CLASS_ID].numpy(),
+                                     outputs[exported_model.CLASS_NAME].numpy(),
+                                     outputs[exported_model.PROBABILITIES].numpy(), errors)]
 
 
 def _score_each(signature, modality, files: List[str], contents: List[bytes]) -> List[Prediction]:
