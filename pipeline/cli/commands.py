@@ -24,7 +24,11 @@ def configure_logging(verbose: bool) -> None:
     # absl's verbosity must be INFO explicitly: TF's SavedModel export sets it to FATAL and "restores" it to
     # absl's default (WARNING), which would silence TFX's component progress lines for the rest of the run.
     absl_logging.set_verbosity(absl_logging.INFO)
-    logging.getLogger("absl").addFilter(_ComponentProgressFilter())
+    absl_logger = logging.getLogger("absl")
+    # Once per process: `main` may run more than once in one (tests, notebooks), and a second filter would drop
+    # the lines the first one had prefixed.
+    if not any(isinstance(f, _ComponentProgressFilter) for f in absl_logger.filters):
+        absl_logger.addFilter(_ComponentProgressFilter())
     for noisy in ("apache_beam", "tensorflow", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 

@@ -1,4 +1,5 @@
 """The `hubtfx` command as a user meets it: help, config precedence, clear errors, and the main job itself."""
+import logging
 import os
 import subprocess
 import sys
@@ -37,6 +38,29 @@ def test_bad_values_exit_2_with_the_reason(argv, message, capsys, tmp_path):
     assert commands.main(argv + ["--output", str(tmp_path)]) == commands.EXIT_USAGE
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_logging_configured_twice_still_shows_component_lines_once_prefixed():
+    from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+    commands.configure_logging(verbose=False)
+    commands.configure_logging(verbose=False)  # basicConfig(force=True) replaces the root's handlers: add ours after
+    lines = _Lines()
+    logging.getLogger().addHandler(lines)
+    try:
+        absl_logging.info("Component %s is running.", "Trainer")
+        absl_logging.info("Using deployment config: %s", "...")
+    finally:
+        logging.getLogger().removeHandler(lines)
+    assert lines.lines == ["[pipeline] Component Trainer is running."]
 
 
 def test_empty_data_root_fails_before_any_beam_job(tmp_path, capsys):
