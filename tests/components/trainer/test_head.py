@@ -36,11 +36,30 @@ def test_the_kernel_equals_scikit_learn_on_standardised_features_more_dims_than_
                                atol=2e-3)
 
 
-def test_the_l2_penalty_per_example_is_scikit_learns_objective_divided_by_c_times_n():
-    # C * sum(CE) + ||w||^2 / 2 over n examples  ==  C * n * (mean(CE) + ||w||^2 / (2 * C * n)).
+def test_stage_2_starts_at_the_optimum_of_stage_1s_objective_with_the_l2_penalty_per_example():
+    # Keras minimises mean(cross-entropy) + l2 * ||kernel||^2; with l2 = l2_per_example(n) the fitted head must be
+    # a stationary point of it, so stage 2 does not begin by drifting away from the cross-validated optimum.
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from hubtfx.components.trainer import model  # pylint: disable=import-outside-toplevel
+
     x, labels = _blobs(10, 3, 6, separation=1.0, seed=6)
     fit = head.fit_head(head.Features({"default": x}, labels), 3, [("default",)], 5, None, 0)
-    assert fit.l2_per_example(30) == pytest.approx(1.0 / (2 * fit.c * 30))
+    net = model.build_head(3, 0.0, fit.mean, fit.std, fit.l2_per_example(len(labels)))
+    model.set_head_weights(net, fit.kernel, fit.bias)
+    kernel = net.get_layer("logits").kernel
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, net(x), from_logits=True))
+        loss += tf.add_n(net.losses)
+    gradient = tape.gradient(loss, kernel).numpy()
+    assert np.abs(gradient).max() < 1e-3 * np.abs(fit.kernel).max()
+    # A penalty ten times too strong is not a stationary point: the check above can fail.
+    too_strong = model.build_head(3, 0.0, fit.mean, fit.std, 10 * fit.l2_per_example(len(labels)))
+    model.set_head_weights(too_strong, fit.kernel, fit.bias)
+    with tf.GradientTape() as tape:
+        wrong = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, too_strong(x), from_logits=True))
+        wrong += tf.add_n(too_strong.losses)
+    assert np.abs(tape.gradient(wrong, too_strong.get_layer("logits").kernel).numpy()).max() > 1e-2 * np.abs(
+        fit.kernel).max()
 
 
 def test_two_classes_give_two_logits_with_the_right_order():
