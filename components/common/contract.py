@@ -1,4 +1,5 @@
-"""The input/output contract of an image module (size, value range, output kind), stored beside saved_model.pb.
+"""The input/output contract of a module (image: size and value range; text: sequence length and the matching
+preprocessing model; output kind), stored beside saved_model.pb.
 
 tfhub.dev documents its image-module conventions on web pages, not in the SavedModel, so hubtfx writes the
 contract into ``hubtfx_contract.json`` in the module root. For third-party modules without that file the
@@ -15,7 +16,8 @@ import os
 from typing import Any, Dict, Optional, Tuple
 
 CONTRACT_FILENAME = "hubtfx_contract.json"
-KINDS = ("feature_vector", "classification")
+KINDS = ("feature_vector", "classification", "preprocessor")
+TEXT_MODALITY = "text"
 # The TF Hub convention for image modules (https://www.tensorflow.org/hub/common_signatures/images).
 HUB_IMAGE_VALUE_RANGE = (0.0, 1.0)
 # The key of the feature vector in the dict a module returns with return_levels=True (TF Hub's name for the
@@ -32,14 +34,15 @@ class ContractError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ModuleContract:
-    """What an image module expects as input and produces as output.
+    """What a module expects as input and produces as output.
 
     Attributes:
-      image_size: (height, width) the module was built for.
+      image_size: (height, width) an image module was built for; None for other modalities.
       channels: number of input channels (3 for RGB).
       value_range: (low, high) of the float32 pixel values the module expects.
       output_dim: size of the output vector (features or logits); None if unknown.
-      kind: 'feature_vector' (pooled features) or 'classification' (logits).
+      kind: 'feature_vector' (pooled features), 'classification' (logits) or 'preprocessor' (a TF Hub
+        preprocessing model: text -> the encoder's inputs).
       name: a human-readable module name.
       resize_method: the tf.image.resize method preprocessing should use to reach image_size.
       source: where the weights come from (package, version, upstream release).
@@ -51,9 +54,12 @@ class ModuleContract:
         in deep neural networks?", NeurIPS 2014).
       modality: the name of the hubtfx.components.modality implementation that ingests, preprocesses and renders
         this module's inputs (registry.modality_for); the image fields above apply to "image".
+      seq_length: for text, the number of wordpieces per example (int32 [batch, seq_length] inputs); None else.
+      preprocessor: for a text encoder, the TF Hub preprocessing model it was trained with: a path, absolute or
+        relative to the encoder's parent folder (a sibling module); "" else.
     """
 
-    image_size: Tuple[int, int]
+    image_size: Optional[Tuple[int, int]] = None
     channels: int = 3
     value_range: Tuple[float, float] = HUB_IMAGE_VALUE_RANGE
     output_dim: Optional[int] = None
@@ -64,14 +70,23 @@ class ModuleContract:
     license_note: str = ""
     feature_levels: Tuple[str, ...] = ()
     modality: str = DEFAULT_MODALITY
+    seq_length: Optional[int] = None
+    preprocessor: str = ""
 
     def __post_init__(self):
         # Normalise JSON lists to tuples so contracts compare equal after a round trip.
-        object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
+        if self.image_size is not None:
+            object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
         object.__setattr__(self, "value_range", tuple(float(v) for v in self.value_range))
         object.__setattr__(self, "feature_levels", tuple(str(v) for v in self.feature_levels))
-        if len(self.image_size) != 2 or min(self.image_size) <= 0:
+        if self.modality == DEFAULT_MODALITY and self.image_size is None:
+            raise ContractError("An image module's contract needs image_size (height, width).")
+        if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) <= 0):
             raise ContractError(f"image_size must be (height, width) with positive values, got {self.image_size}.")
+        if self.modality == TEXT_MODALITY and (not isinstance(self.seq_length, int) or self.seq_length < 2):
+            raise ContractError(f"A text module's contract needs seq_length, an integer >= 2, got {self.seq_length!r}.")
+        if not isinstance(self.preprocessor, str):
+            raise ContractError(f"preprocessor must be a module path (a string), got {self.preprocessor!r}.")
         if len(self.value_range) != 2 or self.value_range[0] >= self.value_range[1]:
             raise ContractError(f"value_range must be (low, high) with low < high, got {self.value_range}.")
         if self.resize_method not in RESIZE_METHODS:
@@ -95,6 +110,12 @@ class ModuleContract:
         # module's sha256 over its files, which lineage and the Evaluator's baseline comparison rely on.
         if data["modality"] == DEFAULT_MODALITY:
             del data["modality"]
+        for key, default in (("seq_length", None), ("preprocessor", ""), ("image_size", None)):
+            if data[key] == default:
+                del data[key]
+        if self.modality != DEFAULT_MODALITY:  # the pixel fields mean nothing there
+            for key in ("channels", "value_range", "resize_method"):
+                del data[key]
         return data
 
     @classmethod

