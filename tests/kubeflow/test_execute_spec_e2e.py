@@ -1,17 +1,14 @@
 """The compiled Kubeflow and Vertex specs run, not only compile: `hubtfx compile --allow-local-paths` with the
-tiny module and the tiny sample data, then `hubtfx execute-spec`.
-
-The default suite runs the Kubeflow spec once (compiled defaults, nothing served yet): every task runs, the
-ServedModelBaseline finds no served model, the Evaluator evaluates without a baseline, and the pushed model predicts
-what the local runner's does. The rest is marked `slow` (`make test-slow`), because each further run costs minutes
-on 2 cores:
-- vertex, first and second, both with --param data_root=<a copy of the data>: the second run's resolvers
-  answer from the first run's record, and everything up to the Trainer is a cache hit, as on Vertex;
-- kubeflow, second with --param data_root=<the copy>: its ServedModelBaseline finds the first run's pushed model.
-The slow runs go side by side where they do not depend on each other (vertex first beside kubeflow second), as
-they would on two clusters.
-The tasks run with --warm-start (forked from one interpreter that imported TFX once, the same commands and
-arguments) and Beam in_memory, so the test fits in CI; test_container_entrypoint.py runs real subprocesses.
+tiny module and the tiny sample data, then `hubtfx execute-spec`, four runs in all:
+- kubeflow, first, with the compiled defaults: every task runs, the ServedModelBaseline finds no served model,
+  the Evaluator evaluates without a baseline, and the pushed model predicts what the local runner's does;
+- vertex, first and second, both with --param data_root=<a copy of the data>: the second run's resolvers answer
+  from the first run's record, and everything up to the Trainer is a cache hit, as on Vertex;
+- kubeflow, second, with --param data_root=<the copy>: its ServedModelBaseline finds the first run's pushed model.
+The runs that do not depend on each other go side by side (vertex first beside kubeflow second), as they would on
+two clusters. The tasks run with --warm-start (forked from one interpreter that imported TFX once, the same
+commands and arguments) and Beam in_memory, so the file fits in CI; test_container_entrypoint.py runs real
+subprocesses.
 """
 import concurrent.futures
 import glob
@@ -67,16 +64,12 @@ def specs(work, tiny_module):
 
 
 @pytest.fixture(scope="module")
-def kubeflow_first(specs):
-    """The one run of the default suite: the Kubeflow spec with its compiled defaults, nothing served yet."""
-    return execute(specs("kubeflow"), "first")
-
-
-@pytest.fixture(scope="module")
-def runs(specs, work, kubeflow_first):
-    """Slow tests only: the Vertex spec twice and the Kubeflow spec a second time (after `kubeflow_first`)."""
+def runs(specs, work):
+    """{"first"|"second": {"kubeflow"|"vertex": RunResult}}: the Kubeflow spec first with its compiled defaults
+    (nothing served yet), then the Vertex spec twice beside the Kubeflow spec's second run."""
     override = [f"data_root={work['data_copy']}"]
     vertex_spec, kubeflow_spec = specs("vertex"), specs("kubeflow")
+    kubeflow_first = execute(kubeflow_spec, "first")
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         vertex_first = pool.submit(execute, vertex_spec, "first", override)
         kubeflow_second = pool.submit(execute, kubeflow_spec, "second", override)
@@ -84,13 +77,6 @@ def runs(specs, work, kubeflow_first):
         vertex_second = pool.submit(execute, vertex_spec, "second", override)
         seconds = {"vertex": vertex_second.result(), "kubeflow": kubeflow_second.result()}
     return {"first": firsts, "second": seconds}
-
-
-def run_result(request, target, run):
-    """The (target, run) result, running the slow runs only when a test asks for one of them."""
-    if (target, run) == ("kubeflow", "first"):
-        return request.getfixturevalue("kubeflow_first")
-    return request.getfixturevalue("runs")[run][target]
 
 
 def artifacts(result, task, key):
@@ -111,15 +97,14 @@ def pushed_model_dir(result):
     return destination
 
 
-@pytest.mark.parametrize("target", ["kubeflow", pytest.param("vertex", marks=pytest.mark.slow)])
-def test_every_task_of_the_spec_ran(request, specs, target):
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+def test_every_task_of_the_spec_ran(runs, specs, target):
     loaded = execute_spec.load_spec(specs(target))
-    first = run_result(request, target, "first")
+    first = runs["first"][target]
     assert set(first.tasks) == set(loaded.tasks)
     assert {t.state for t in first.tasks.values()} == {execute_spec.COMPLETE}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("target", ["vertex", "kubeflow"])
 def test_the_second_run_runs_or_reuses_every_task_and_evaluates_again(runs, target):
     second = runs["second"][target]
@@ -127,7 +112,6 @@ def test_the_second_run_runs_or_reuses_every_task_and_evaluates_again(runs, targ
     assert second.tasks["Evaluator"].state == execute_spec.COMPLETE  # a new baseline is a new input
 
 
-@pytest.mark.slow
 def test_the_vertex_rerun_is_served_from_cache_up_to_the_trainer(runs):
     second = runs["second"]["vertex"]
     cached = {name for name, task in second.tasks.items() if task.state == execute_spec.CACHED}
@@ -143,16 +127,15 @@ def local_predictions(finished_run, sample_root):
     return files, list(predict.predict_files(local_summary.pushed_path, files))
 
 
-@pytest.mark.parametrize("target", ["kubeflow", pytest.param("vertex", marks=pytest.mark.slow)])
-def test_a_model_was_pushed_whose_predictions_equal_the_local_runners(request, target, local_predictions):
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+def test_a_model_was_pushed_whose_predictions_equal_the_local_runners(runs, target, local_predictions):
     from hubtfx.pipeline.serving import predict
     files, local = local_predictions
-    executed = list(predict.predict_files(pushed_model_dir(run_result(request, target, "first")), files))
+    executed = list(predict.predict_files(pushed_model_dir(runs["first"][target]), files))
     assert [r.class_id for r in executed] == [r.class_id for r in local]
     np.testing.assert_array_equal([r.probability for r in executed], [r.probability for r in local])
 
 
-@pytest.mark.slow
 def test_the_second_vertex_run_resolves_the_first_runs_blessed_model(runs):
     first, second = runs["first"]["vertex"], runs["second"]["vertex"]
     [trained] = artifacts(first, "Trainer", "model")
@@ -165,14 +148,14 @@ def test_the_second_vertex_run_resolves_the_first_runs_blessed_model(runs):
     assert blessing.custom_properties["baseline_model"].string_value == trained.uri  # TFMA compared the two
 
 
-def test_the_first_kubeflow_run_has_no_served_baseline_and_evaluates_without_one(kubeflow_first):
+def test_the_first_kubeflow_run_has_no_served_baseline_and_evaluates_without_one(runs):
+    kubeflow_first = runs["first"]["kubeflow"]
     [first_baseline] = artifacts(kubeflow_first, kfp_target.BASELINE_ID, "model")
     assert first_baseline.custom_properties["baseline"].string_value == "none"
     [first_blessing] = artifacts(kubeflow_first, "Evaluator", "blessing")
     assert "baseline_model" not in first_blessing.custom_properties  # the empty baseline was dropped
 
 
-@pytest.mark.slow
 def test_the_second_kubeflow_run_compares_with_the_model_the_first_one_pushed(runs):
     first, second = runs["first"]["kubeflow"], runs["second"]["kubeflow"]
     [trained] = artifacts(first, "Trainer", "model")
@@ -183,11 +166,10 @@ def test_the_second_kubeflow_run_compares_with_the_model_the_first_one_pushed(ru
     assert blessing.custom_properties["baseline_model"].string_value == trained.uri
 
 
-@pytest.mark.parametrize("target, run", [("kubeflow", "first"), pytest.param("vertex", "first", marks=pytest.mark.slow),
-                                         pytest.param("kubeflow", "second", marks=pytest.mark.slow)])
-def test_the_data_root_parameter_reaches_example_gen(request, work, target, run):
+@pytest.mark.parametrize("target, run", [("kubeflow", "first"), ("vertex", "first"), ("kubeflow", "second")])
+def test_the_data_root_parameter_reaches_example_gen(runs, work, target, run):
     """The compiled default on the Kubeflow spec's first run; --param data_root=<the copy> on the others."""
-    result = run_result(request, target, run)
+    result = runs[run][target]
     expected = work["data"] if (target, run) == ("kubeflow", "first") else work["data_copy"]
     values = executor_input(result, "ImageFolderExampleGen")["inputs"]["parameterValues"]
     assert values["input_base"] == expected
