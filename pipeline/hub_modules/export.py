@@ -47,12 +47,20 @@ def _build_hub_object(keras_model, contract: ModuleContract,
     def serve(images):
         return {output_key: keras_model(images, training=False)}
 
+    hub_object = reusable_saved_model(call_fn, keras_model.variables, keras_model.trainable_variables)
+    hub_object.serve = serve
+    return hub_object
+
+
+def reusable_saved_model(call_fn, variables, trainable_variables) -> tf.__internal__.tracking.AutoTrackable:
+    """The object TF Hub's reusable-SavedModel API asks for (https://www.tensorflow.org/hub/reusable_saved_models):
+    a traced ``__call__`` and the ``variables``, ``trainable_variables`` and ``regularization_losses`` lists that
+    hub.KerasLayer reads to fine-tune it. Save it with tf.saved_model.save."""
     # A plain trackable object: tf.Module would clash with the `variables`/`trainable_variables` attributes.
     hub_object = tf.__internal__.tracking.AutoTrackable()
     hub_object.__call__ = call_fn
-    hub_object.serve = serve
-    hub_object.variables = list(keras_model.variables)
-    hub_object.trainable_variables = list(keras_model.trainable_variables)
+    hub_object.variables = list(variables)
+    hub_object.trainable_variables = list(trainable_variables)
     hub_object.regularization_losses = []
     return hub_object
 

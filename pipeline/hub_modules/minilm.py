@@ -102,8 +102,10 @@ class _LayerNorm(tf.Module):
         return (x - mean) * tf.math.rsqrt(variance + LAYER_NORM_EPSILON) * self.gamma + self.beta
 
 
-def _dropout(x, training: bool):
-    return tf.nn.dropout(x, rate=DROPOUT_RATE) if training else x
+def _dropout(x, training: bool, seed: int):
+    """Dropout in training only. Each site has its own op seed: the Trainer enables TF's op determinism, under
+    which a random op without a seed fails, and a fixed seed makes fine-tuning repeatable."""
+    return tf.nn.dropout(x, rate=DROPOUT_RATE, seed=seed) if training else x
 
 
 class _TransformerLayer(tf.Module):
@@ -112,6 +114,7 @@ class _TransformerLayer(tf.Module):
     def __init__(self, weights: Mapping[str, np.ndarray], index: int):
         super().__init__(name=f"layer_{index:02d}")
         prefix = f"encoder.layer.{index}"
+        self.seed = 10 * (index + 1)  # the dropout sites' op seeds: seed, seed + 1, seed + 2
         with self.name_scope:
             self.query = _Dense(weights, f"{prefix}.attention.self.query", "query")
             self.key = _Dense(weights, f"{prefix}.attention.self.key", "key")
@@ -131,12 +134,12 @@ class _TransformerLayer(tf.Module):
         batch, length = tf.shape(x)[0], tf.shape(x)[1]
         scores = tf.matmul(self._heads(self.query(x)), self._heads(self.key(x)), transpose_b=True)
         scores = scores / math.sqrt(HIDDEN_SIZE // NUM_HEADS) + attention_bias
-        probabilities = _dropout(tf.nn.softmax(scores, axis=-1), training)
+        probabilities = _dropout(tf.nn.softmax(scores, axis=-1), training, self.seed)
         context = tf.transpose(tf.matmul(probabilities, self._heads(self.value(x))), [0, 2, 1, 3])
         context = tf.reshape(context, [batch, length, HIDDEN_SIZE])
-        x = self.attention_norm(_dropout(self.attention_output(context), training) + x)
+        x = self.attention_norm(_dropout(self.attention_output(context), training, self.seed + 1) + x)
         hidden = tf.nn.gelu(self.intermediate(x), approximate=False)  # config.json: hidden_act "gelu" (erf)
-        return self.output_norm(_dropout(self.output(hidden), training) + x)
+        return self.output_norm(_dropout(self.output(hidden), training, self.seed + 2) + x)
 
 
 class MiniLMEncoder(tf.Module):
@@ -158,7 +161,7 @@ class MiniLMEncoder(tf.Module):
         length = tf.shape(ids)[1]
         x = (tf.gather(self.word_embeddings, ids) + tf.gather(self.type_embeddings, types)
              + self.position_embeddings[tf.newaxis, :length])
-        x = _dropout(self.embedding_norm(x), training)
+        x = _dropout(self.embedding_norm(x), training, seed=1)
         float_mask = tf.cast(mask, tf.float32)
         # Masked keys get the most negative float32 added, as Hugging Face's BertModel does.
         attention_bias = (1.0 - float_mask[:, tf.newaxis, tf.newaxis, :]) * tf.float32.min
@@ -255,6 +258,7 @@ def export_encoder(export_dir: str, contract, weights_dir: str = "") -> str:
     """Saves the encoder in the TF Hub reusable-SavedModel format (``__call__(inputs, training)``, ``variables``,
     ``trainable_variables``, ``regularization_losses``, a ``serving_default`` signature) and its contract."""
     from hubtfx.components.common.contract import write_contract  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.hub_modules.export import reusable_saved_model  # pylint: disable=import-outside-toplevel
     encoder = MiniLMEncoder(load_weights(weights_dir))
     spec = {k: tf.TensorSpec([None, None], tf.int32, name=k) for k in INPUT_KEYS}
     call = tf.function(lambda inputs, training=False: encoder(inputs, training=training), autograph=False)
@@ -266,12 +270,7 @@ def export_encoder(export_dir: str, contract, weights_dir: str = "") -> str:
         outputs = encoder(inputs, training=False)
         return {"pooled_output": outputs["pooled_output"], "sequence_output": outputs["sequence_output"]}
 
-    hub_object = tf.__internal__.tracking.AutoTrackable()
-    hub_object.__call__ = call
-    hub_object.encoder = encoder
-    hub_object.variables = list(encoder.variables)
-    hub_object.trainable_variables = list(encoder.trainable_variables)
-    hub_object.regularization_losses = []
+    hub_object = reusable_saved_model(call, encoder.variables, encoder.trainable_variables)
     tf.saved_model.save(hub_object, export_dir, signatures={"serving_default": serve.get_concrete_function()})
     write_contract(export_dir, contract)
     return export_dir
