@@ -23,14 +23,17 @@ $(VENV)/.installed: requirements.lock setup.py pyproject.toml
 run: install
 	$(BIN)/hubtfx run $(ARGS)
 
-# One pytest-xdist worker per core (the tests are mostly single-threaded Python: Beam's DirectRunner, TFX's
-# launcher); --dist loadfile keeps a file's module-scoped fixtures (e.g. the execute-spec runs) in one worker.
+# One pytest-xdist worker per core, at most 4 (each worker holds its own TensorFlow, Beam and pipeline fixtures,
+# a few GB at peak): the tests are mostly single-threaded Python (Beam's in-memory runner, TFX's launcher), so on
+# 2 cores one pytest left a core idle. --dist loadfile keeps a file's module-scoped fixtures (e.g. the
+# execute-spec runs) in one worker. TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= auto
+XDIST = -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
 test: install
-	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 test-slow: install
-	$(BIN)/python -m pytest -m slow -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slow $(XDIST) $(PYTEST_ARGS)
 
 # Re-resolve the stack (needs the registry) and rewrite requirements.lock; review the diff before committing.
 lock:
