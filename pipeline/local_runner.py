@@ -1,4 +1,4 @@
-"""Runs `create_pipeline(config, module)` locally: LocalDagRunner, Beam DirectRunner, SQLite ML Metadata."""
+"""Runs `create_pipeline(config, module)` locally: LocalDagRunner, Beam's FnApiRunner, SQLite ML Metadata."""
 import contextlib
 import logging
 import re
@@ -15,8 +15,11 @@ from hubtfx.pipeline.reporting import report, run_summary
 
 RUN_LOCK_FILE = ".hubtfx.lock"
 
-# In-process Beam: no worker subprocesses to configure, and small local data does not need them.
-LOCAL_BEAM_ARGS = ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+# In-process Beam: no worker subprocesses to configure, and small local data does not need them. The runner is
+# named: Beam 2.74's DirectRunner first downloads the Prism runner from github.com for every Beam step (then, on
+# this offline machine, falls back to the FnApiRunner after the failed DNS lookup; a silently dropped connection
+# would hang it). The FnApiRunner is what that fallback runs, without the download.
+LOCAL_BEAM_ARGS = ["--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
 def metadata_connection_config(config: PipelineConfig):

@@ -5,7 +5,47 @@ import shutil
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import contextlib
+import socket
+
 import pytest
+
+
+_LOOPBACK = ("localhost", "127.0.0.1", "::1", "")
+
+
+@contextlib.contextmanager
+def refusing_network(attempts: list):
+    """Within the block, every name lookup or connection to a host other than this machine is recorded in
+    `attempts` as (host, port) and fails with OSError, as it would offline; loopback (Beam's and ML Metadata's
+    local services) is untouched. In this process only."""
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+    def refuse(host, port):
+        attempts.append((host, port))
+        raise OSError(f"network refused by the test's guard: {host}:{port}")
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host not in _LOOPBACK:
+            refuse(host, port)
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    def connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in _LOOPBACK:
+            refuse(address[0], address[1])
+        return real_connect(sock, address)
+
+    socket.getaddrinfo, socket.socket.connect = getaddrinfo, connect
+    try:
+        yield attempts
+    finally:
+        socket.getaddrinfo, socket.socket.connect = real_getaddrinfo, real_connect
+
+
+@pytest.fixture(scope="session")
+def network_guard():
+    """`refusing_network` for tests: `with network_guard(attempts): ...`."""
+    return refusing_network
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -53,6 +93,13 @@ def finished_run(tmp_path_factory, tiny_module, sample_root):
                             stage2_epochs=1, min_validation_examples=2, accuracy_threshold=0.0, batch_size=8,
                             stage2_significance=1.0)  # toy slices: run and keep stage 2 (its machinery is under test)
     module = module_resolution.resolve(config)
-    summary = local_runner.run_local(config, module)
+    with refusing_network(network_attempts):
+        summary = local_runner.run_local(config, module)
     shutil.rmtree(module_copy)
     return config, module, summary
+
+
+@pytest.fixture(scope="session")
+def network_attempts():
+    """The non-loopback network attempts (host, port) made during `finished_run`'s local run: none is allowed."""
+    return []

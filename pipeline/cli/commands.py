@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
-        "run", help="Run the whole pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML Metadata).",
+        "run", help="Run the whole pipeline locally (LocalDagRunner, Beam in process, SQLite ML Metadata).",
         description="Run the whole pipeline locally: ingest the image folders, validate, transform, train in two "
                     "stages (frozen backbone, then fine-tuning), evaluate against the last blessed model and "
                     "push a blessed model to the serving folder. Every flag can also be set in --config YAML.")

