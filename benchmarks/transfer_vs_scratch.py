@@ -154,7 +154,7 @@ def scratch(train: Images, evaluation: Images, size: int, params: TrainingParams
                       steps_per_epoch=-(-len(train.contents) // params.batch_size),
                       callbacks=[TimeBudget(budget_s), best])
     seconds = time.perf_counter() - started
-    _, accuracy = net.evaluate(eval_batches, verbose=0)
+    accuracy = net.evaluate(eval_batches, verbose=0, return_dict=True)["accuracy"]
     return {"accuracy": float(accuracy), "seconds": seconds, "epochs": len(history.history["loss"])}
 
 

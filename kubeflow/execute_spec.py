@@ -291,10 +291,10 @@ class SpecExecution:
                     del running[future]
                     self.results[result.name] = result
                     failed = failed or result.state == FAILED
-        for name in pending:
+        for name in sorted(pending):
             self.results[name] = TaskResult(name, kinds[name], NOT_TRIGGERED)
         result = RunResult(self.run_id, self.backend, self.pipeline_root, self.metadata.path,
-                           {n: self.results[n] for n in self.loaded.tasks}, time.time() - start,
+                           dict(self.results), time.time() - start,  # in the order the tasks ended
                            self.loaded.spec.pipeline_info.name)
         states = {}
         for task in result.tasks.values():

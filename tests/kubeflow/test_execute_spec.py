@@ -130,6 +130,7 @@ def seen(result, task):
 def test_kubeflow_hands_upstream_artifacts_over_untyped_named_by_id_with_kfp_metadata(tmp_path, script):
     result, _ = run(write_spec(tmp_path, toy_spec(tmp_path / "root", script)), backend="kubeflow")
     assert result.succeeded, result.tasks
+    assert list(result.tasks) == ["producer", "consumer"]  # the run's table lists tasks in the order they ended
     [artifact] = seen(result, "consumer")["input"]["inputs"]["artifacts"]["data"]["artifacts"]
     assert artifact["type"] == {"instanceSchema": ""}  # GetOutputArtifactsByExecutionId: Schema ""
     assert artifact["name"] == str(result.tasks["producer"].outputs["data"][0])
