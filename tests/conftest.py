@@ -80,7 +80,7 @@ def sample_root(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def finished_run(tmp_path_factory, tiny_module, sample_root):
+def finished_run(tmp_path_factory, tiny_module, sample_root, network_attempts):
     """One full local pipeline run on a private copy of the tiny module, deleted afterwards (the pushed model
     must not need it). Returns (config, its ResolvedModule, RunSummary)."""
     from hubtfx.pipeline import local_runner
