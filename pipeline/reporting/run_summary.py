@@ -13,6 +13,7 @@ from hubtfx.components.evaluator import comparability
 from hubtfx.components.gate import coverage as coverage_lib
 from hubtfx.pipeline.config import PipelineConfig
 from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule, require
+from hubtfx.pipeline.reporting import timing as timing_lib
 
 
 @dataclasses.dataclass
@@ -40,6 +41,9 @@ class RunSummary:
     # Set when a blessed model was not pushed because the served latest version is the same model.
     push_skipped_reason: str = ""
     report_path: str = ""  # the HTML run report, when it could be written
+    # Where the time went, per component (pipeline/reporting/timing.py); timing_path: its JSON.
+    timing: timing_lib.RunTiming = dataclasses.field(default_factory=timing_lib.RunTiming)
+    timing_path: str = ""
 
     def serving_outcome(self) -> str:
         if self.pushed:
@@ -87,8 +91,11 @@ class RunSummary:
         if self.baseline_skipped_reason:
             lines.append(f"  baseline    {self.baseline_skipped_reason}: {comparability.CONSEQUENCE}")
         lines.append(f"  serving     {self.serving_outcome()}")
+        lines += self.timing.render()
         if self.report_path:
             lines.append(f"  report      {self.report_path}")
+        if self.timing_path:
+            lines.append(f"  timing      {self.timing_path}")
         return "\n".join(lines)
 
 
@@ -157,7 +164,8 @@ def summarize(config: PipelineConfig, module: ResolvedModule, connection_config)
     store = metadata_store.MetadataStore(connection_config)
     latest = latest_artifacts(store, config.pipeline_name)
     summary = RunSummary(data_root=config.resolved_data_root, module=config.hub_handle or "bundled EfficientNet-Lite0",
-                         module_sha256=module.sha256, accuracy_threshold=config.accuracy_threshold)
+                         module_sha256=module.sha256, accuracy_threshold=config.accuracy_threshold,
+                         timing=timing_lib.from_metadata(store, config.pipeline_name))
     if "Examples" in latest:
         report = read_json(os.path.join(latest["Examples"].uri, artifact_files.INGESTION_REPORT_FILE))
         summary.files_seen = report.get("files_seen", 0)

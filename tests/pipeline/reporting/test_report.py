@@ -1,9 +1,11 @@
 """The HTML run report and the per-class evaluation, on one real local pipeline run over tiny data."""
 import base64
 import dataclasses
+import datetime
 import glob
 import html.parser
 import io
+import json
 import logging
 import os
 
@@ -19,11 +21,11 @@ from hubtfx.pipeline.config import PipelineConfig
 from hubtfx.pipeline.datasets import sample_data
 from hubtfx.pipeline.hub_modules import module_resolution
 from hubtfx.pipeline.pipeline import eval_config
-from hubtfx.pipeline.reporting import eval_results, report
+from hubtfx.pipeline.reporting import eval_results, report, timing
 
 # Not an image, so ExampleGen skips it and the report must list it: its name must come out as text, not markup.
 HOSTILE_NAME = '<script>alert("x")&.jpg'
-SECTIONS = {"data", "skipped", "training", "evaluation", "per-class", "baseline", "blessing", "module",
+SECTIONS = {"data", "skipped", "training", "evaluation", "per-class", "baseline", "blessing", "module", "timing",
             "misclassified"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -108,6 +110,29 @@ def test_plots_and_thumbnails_are_embedded_pngs(run):
     thumbnails = [alt for alt in pngs if alt.startswith("Misclassified: ")]
     assert wrong > 0, "the tiny model is expected to get some eval images wrong"
     assert len(thumbnails) == min(wrong, report.MAX_THUMBNAILS)
+
+
+def test_where_the_time_went_is_in_the_summary_the_report_and_a_json_beside_it(run):
+    config, summary, page, parser, _ = run
+    components = {c.component: c for c in summary.timing.components}
+    assert {"ImageFolderExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator"} <= set(components)
+    trainer = components["Trainer"]
+    assert trainer.status == "ran" and trainer.wall_seconds > 0 and trainer.cpu_seconds > 0
+    assert trainer.peak_rss_bytes > 100e6  # TensorFlow alone holds more
+    assert summary.timing.wall_seconds >= sum(c.wall_seconds for c in summary.timing.components)
+    rendered = summary.render()
+    assert "  time        " in rendered and "Trainer" in rendered.split("  time        ")[1]
+    assert f"timing      {summary.timing_path}" in rendered
+    reports = os.path.join(config.output_dir, "reports")
+    assert os.path.splitext(os.path.basename(summary.report_path))[0] + timing.TIMING_FILE_SUFFIX == \
+        os.path.basename(summary.timing_path)
+    for path in (summary.timing_path, os.path.join(reports, timing.LATEST_TIMING)):
+        with open(path, encoding="utf-8") as f:
+            written = json.load(f)
+        assert written == summary.timing.to_json() and written["components"][0]["cpu_seconds"] > 0
+    assert "wall and CPU seconds per component" in _decoded_pngs(parser)
+    section = page.split('<section id="timing">')[1].split("</section>")[0]
+    assert all(name in section for name in components)
 
 
 def test_report_names_the_module_the_verdict_and_the_missing_baseline(run, module):
@@ -205,7 +230,7 @@ def test_a_report_failure_is_logged_and_does_not_fail_the_run(run, module, monke
 
     monkeypatch.setattr(report, "write_report", broken)
     with caplog.at_level(logging.WARNING):
-        assert local_runner.write_report_or_warn(config, module) == ""
+        assert local_runner.write_report_or_warn(config, module, timing.RunTiming(), datetime.datetime.now()) == ""
     assert "Could not write the HTML run report" in caplog.text and "disk full" in caplog.text
 
 
