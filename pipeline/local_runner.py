@@ -1,8 +1,8 @@
 """Runs `create_pipeline(config, module)` locally: LocalDagRunner, Beam's FnApiRunner, SQLite ML Metadata."""
 import contextlib
-import logging
 import datetime
-import os
+import logging
+import re
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 from tfx import v1 as tfx
@@ -51,15 +51,18 @@ def _run_pipeline(config: PipelineConfig, module: ResolvedModule) -> run_summary
     logging.info("Running pipeline %r: data %s, output %s", config.pipeline_name, config.resolved_data_root,
                  config.output_dir)
     pipeline = create_pipeline(config, module, metadata_connection_config(config), LOCAL_BEAM_ARGS)
-    # The monitor's filter goes on after the bar's, so the bar sees every component line.
     with component_progress(len(pipeline.components)), timing.ComponentMonitor() as monitor:
         tfx.orchestration.LocalDagRunner().run(pipeline)
     summary = run_summary.summarize(config, module, metadata_connection_config(config))
     summary.timing = timing.combine(monitor.timing, summary.timing)
     generated = datetime.datetime.now()
-    summary.timing_path = timing.write_json(summary.timing, report.reports_folder(config), report.run_stem(generated))
+    summary.timing_path = write_timing_or_warn(summary.timing, config, generated)
     summary.report_path = write_report_or_warn(config, module, summary.timing, generated)
     return summary
+
+
+# LocalDagRunner (tfx/orchestration/local/local_dag_runner.py, TFX 1.16) logs these through absl around each node.
+_COMPONENT_LINE = re.compile(r"Component (\S+) is (running|finished)\.")
 
 
 class _ComponentBar(logging.Filter):
@@ -70,7 +73,7 @@ class _ComponentBar(logging.Filter):
         self._bar = bar
 
     def filter(self, record: logging.LogRecord) -> bool:
-        match = timing.COMPONENT_LINE.search(record.getMessage())
+        match = _COMPONENT_LINE.search(record.getMessage())
         if match and match.group(2) == "running":
             self._bar.set_postfix_str(match.group(1))
         elif match:
@@ -95,6 +98,15 @@ def component_progress(total: int):
     finally:
         absl_logger.removeFilter(watcher)
         bar.close()
+
+
+def write_timing_or_warn(run_timing: timing.RunTiming, config: PipelineConfig, generated: datetime.datetime) -> str:
+    """The timing JSON's path, or "" when it could not be written: the run's result must still be shown."""
+    try:
+        return timing.write_json(run_timing, report.reports_folder(config), report.run_stem(generated))
+    except OSError as e:
+        logging.warning("Could not write the run's timing JSON (the run itself is unaffected): %s", e)
+        return ""
 
 
 def write_report_or_warn(config: PipelineConfig, module: ResolvedModule, run_timing: timing.RunTiming,

@@ -543,29 +543,48 @@ def decode_batch(image_bytes: tf.Tensor, size: Tuple[int, int], value_range: Seq
     more than about one limit-sized image at once, whatever the batch size or TF's inter-op threads.
     """
     height, width = int(size[0]), int(size[1])
-    decode_one = _decode_one_function(height, width, tuple(float(v) for v in value_range), method, aspect, max_pixels)
+    value_range = tuple(float(v) for v in value_range)
+    if tf.compat.v1.executing_eagerly_outside_functions():
+        decode_one = _decode_one_function(height, width, value_range, method, aspect, max_pixels)
+        pixels_of = _header_pixels_function()
+    else:  # in a TF1 graph a shared tf.function would be traced again per graph and keep every graph alive
+        def decode_one(raw):
+            return _decode_one(raw, height, width, value_range, method, aspect, max_pixels)
+        pixels_of = _header_pixels
 
     def decode_all(parallel_iterations):
         return tf.map_fn(decode_one, image_bytes, parallel_iterations=parallel_iterations,
                          fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32))
 
-    pixels = tf.map_fn(_header_pixels, image_bytes, fn_output_signature=tf.int64)
+    pixels = tf.map_fn(pixels_of, image_bytes, fn_output_signature=tf.int64)
     return tf.cond(tf.reduce_sum(pixels) <= max_pixels, lambda: decode_all(10), lambda: decode_all(1))
 
 
-# One encoded image's graph is large (every format's header checks: about 4,000 nodes). As tf.functions, it is
-# traced once per process and argument set, and a graph that decodes a batch calls it instead of holding copies:
-# TFT traces the preprocessing_fn about nine times per Transform run, and decode_batch has two branches.
+def _decode_one(raw: tf.Tensor, height: int, width: int, value_range: Tuple[float, float], method: str,
+                aspect: str, max_pixels: int) -> tf.Tensor:
+    """One encoded image, string [] -> float32 [height, width, 3] in value_range (decode_rgb, resize_and_scale)."""
+    return resize_and_scale(decode_rgb(raw, max_pixels), (height, width), value_range, method, aspect)
+
+
+def _header_pixels(raw: tf.Tensor) -> tf.Tensor:
+    """One encoded image, string [] -> int64 []: its pixel count by its header (header_dimensions)."""
+    return tf.reduce_prod(header_dimensions(raw))
+
+
+# One encoded image's graph is large (every format's header checks: about 4,000 nodes). As a tf.function it is
+# traced once per process and argument set when the outer graph is a TF2 one (TFT's default), and a graph that
+# decodes a batch calls it instead of holding copies: TFT traces the preprocessing_fn about nine times per
+# Transform run, and decode_batch has two branches.
 @functools.lru_cache(maxsize=None)
 def _decode_one_function(height: int, width: int, value_range: Tuple[float, float], method: str, aspect: str,
                          max_pixels: int):
-    return tf.function(
-        lambda raw: resize_and_scale(decode_rgb(raw, max_pixels), (height, width), value_range, method, aspect),
-        input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+    return tf.function(lambda raw: _decode_one(raw, height, width, value_range, method, aspect, max_pixels),
+                       input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
 
 
-_header_pixels = tf.function(lambda raw: tf.reduce_prod(header_dimensions(raw)),
-                             input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+@functools.lru_cache(maxsize=None)
+def _header_pixels_function():
+    return tf.function(_header_pixels, input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
 
 
 # Eager checks of one file's bytes, for ExampleGen's skip reason and the image modality (outside any graph).

@@ -1,36 +1,33 @@
 """Where a run's time went: wall time, CPU time and peak memory of each pipeline component.
 
-A local run measures every component while TFX's LocalDagRunner runs it in this process (`ComponentMonitor`,
-between the runner's "Component X is running." and "Component X is finished." log lines): wall seconds, this
-process's CPU seconds (user + system of all its threads, plus children it waited for) and the peak resident set
-size, sampled every `SAMPLE_SECONDS`. Components share the process, so a component's peak RSS includes what earlier
-ones left in memory: it is the process's peak while that component ran.
+A local run measures every component while TFX's LocalDagRunner runs it in this process (`ComponentMonitor`, which
+wraps the portable Launcher's `launch`, the call that runs one node: driver, executor, publishing): wall seconds,
+this process's CPU seconds (user + system of all its threads, plus children it waited for) and the peak resident
+set size, sampled every `SAMPLE_SECONDS`. Components share the process, so a component's CPU seconds include
+threads an earlier one left running (tf.data, Beam and TensorFlow pools), and its peak RSS is the process's peak
+while it ran, memory left by earlier components included; a spike shorter than the sampling interval can be missed.
 
 ML Metadata adds, for the same run, each component's execution state (a cache hit is "cached") and the execution's
 wall time (from its registration to the publication of its outputs), the only figure there is for a run executed
 elsewhere (`from_metadata`).
 """
+import contextlib
 import dataclasses
 import json
-import logging
 import os
-import re
 import threading
 import time
 from typing import Dict, List, Optional
 
 import psutil
-from absl import logging as absl_logging
 from ml_metadata.proto import metadata_store_pb2
+from tfx.orchestration.portable import launcher as tfx_launcher
 
 SAMPLE_SECONDS = 0.1
 TIMING_FILE_SUFFIX = ".timing.json"
 LATEST_TIMING = "latest.timing.json"
 # Components below this wall time are summed into one line of the run summary (the report lists all).
 SUMMARY_MIN_SECONDS = 1.0
-
-# LocalDagRunner (tfx/orchestration/local/local_dag_runner.py, TFX 1.16) logs these through absl around each node.
-COMPONENT_LINE = re.compile(r"Component (\S+) is (running|finished)\.")
 
 _STATUS = {metadata_store_pb2.Execution.COMPLETE: "ran", metadata_store_pb2.Execution.CACHED: "cached",
            metadata_store_pb2.Execution.FAILED: "failed", metadata_store_pb2.Execution.RUNNING: "running",
@@ -61,21 +58,25 @@ class RunTiming:
 
     components: List[ComponentTiming] = dataclasses.field(default_factory=list)
     wall_seconds: float = 0.0
-    cpu_count: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    cpu_count: Optional[int] = None  # the cores the measuring process could use; None from ML Metadata alone
     source: str = "measured"  # measured: this process ran the components; metadata: ML Metadata only
+    # The whole run's, between and around the components too (None when not measured here).
+    run_cpu_seconds: Optional[float] = None
+    run_peak_rss_bytes: Optional[int] = None
 
     @property
     def cpu_seconds(self) -> Optional[float]:
+        if self.run_cpu_seconds is not None:
+            return self.run_cpu_seconds
         measured = [c.cpu_seconds for c in self.components if c.cpu_seconds is not None]
         return sum(measured) if measured else None
 
     @property
     def peak_rss_bytes(self) -> Optional[int]:
         measured = [c.peak_rss_bytes for c in self.components if c.peak_rss_bytes is not None]
+        if self.run_peak_rss_bytes is not None:
+            measured.append(self.run_peak_rss_bytes)
         return max(measured) if measured else None
-
-    def slowest(self) -> Optional[ComponentTiming]:
-        return max(self.components, key=lambda c: c.wall_seconds, default=None)
 
     def to_json(self) -> Dict:
         return {"wall_seconds": round(self.wall_seconds, 3), "cpu_seconds": _rounded(self.cpu_seconds),
@@ -91,7 +92,8 @@ class RunTiming:
             return []
         totals = [f"{_duration(self.wall_seconds)} in all"]
         if self.cpu_seconds is not None:
-            totals.append(f"{_duration(self.cpu_seconds)} CPU on {self.cpu_count} cores")
+            totals.append(f"{_duration(self.cpu_seconds)} CPU" + (f" on {self.cpu_count} cores" if self.cpu_count
+                                                                   else ""))
         if self.peak_rss_bytes is not None:
             totals.append(f"peak memory {_gigabytes(self.peak_rss_bytes)}")
         lines = ["  time        " + ", ".join(totals),
@@ -125,85 +127,87 @@ def _gigabytes(value: Optional[int]) -> str:
     return "" if value is None else f"{value / 1e9:.2f} GB"
 
 
-class ComponentMonitor(logging.Filter):
-    """Measures each component LocalDagRunner runs in this process; lets every log record through.
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), which a container or taskset can make fewer than the
+    machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
-    Use as a context manager around LocalDagRunner().run(...); `timing` then holds the components in the order
-    they finished (a component that raised is measured up to the failure and marked "failed"). The runner's lines
-    are INFO records: while the monitor is on, absl's verbosity is INFO even when it was less, and the monitor
-    drops the records below the level that was in force, so what reaches the console does not change. The
-    verbosity is set through absl (its flag), not the logger's level: TensorFlow's object tracking sets absl's
-    verbosity to FATAL and back to the flag's value around every SavedModel traversal.
+
+class ComponentMonitor:
+    """Measures each component LocalDagRunner runs in this process.
+
+    Use as a context manager around LocalDagRunner().run(...): while it is on, TFX's portable Launcher.launch (one
+    call per node) is wrapped to measure the node. `timing` then holds the components in the order they ran, the
+    whole run's wall and CPU seconds, and its peak RSS. A component that raised is measured up to the failure and
+    marked "failed". One monitor at a time per process (a local run holds the output folder's lock anyway).
     """
 
     def __init__(self, sample_seconds: float = SAMPLE_SECONDS):
-        super().__init__()
         self._process = psutil.Process()
         self._sample_seconds = sample_seconds
         self._lock = threading.Lock()
+        self._run_peak = 0
         self._current: Optional[ComponentTiming] = None
-        self._started_wall = self._started_cpu = 0.0
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, name="hubtfx-component-monitor", daemon=True)
-        self._run_started = 0.0
-        self._logger = logging.getLogger("absl")
-        self._saved_verbosity = absl_logging.get_verbosity()
-        self._shown_level = logging.NOTSET
-        self.timing = RunTiming()
+        self._original_launch = None
+        self._run_started = self._run_cpu = 0.0
+        self.timing = RunTiming(cpu_count=usable_cores())
 
     def __enter__(self) -> "ComponentMonitor":
-        self._run_started = time.perf_counter()
-        self._saved_verbosity, self._shown_level = absl_logging.get_verbosity(), self._logger.getEffectiveLevel()
-        if self._shown_level > logging.INFO:
-            absl_logging.set_verbosity(absl_logging.INFO)
-        self._logger.addFilter(self)
+        self._run_started, self._run_cpu = time.perf_counter(), self._cpu()
+        self._run_peak = self._process.memory_info().rss
+        self._original_launch = tfx_launcher.Launcher.launch
+        monitor, original = self, self._original_launch
+
+        def launch(launcher_self, *args, **kwargs):
+            # pylint: disable=protected-access
+            with monitor.measuring(launcher_self._pipeline_node.node_info.id):
+                return original(launcher_self, *args, **kwargs)
+
+        tfx_launcher.Launcher.launch = launch
         self._sampler.start()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._logger.removeFilter(self)
-        if self._shown_level > logging.INFO:
-            absl_logging.set_verbosity(self._saved_verbosity)
-        with self._lock:
-            if self._current is not None:  # the component raised: no "finished" line came
-                self._finish_current("failed")
+        tfx_launcher.Launcher.launch = self._original_launch
         self._stop.set()
         self._sampler.join()
         self.timing.wall_seconds = time.perf_counter() - self._run_started
+        self.timing.run_cpu_seconds = self._cpu() - self._run_cpu
+        self.timing.run_peak_rss_bytes = max(self._run_peak, self._process.memory_info().rss)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        match = COMPONENT_LINE.search(record.getMessage())
-        if match:
+    @contextlib.contextmanager
+    def measuring(self, component: str):
+        """Measures `component` for the duration (marked "failed" if it raises)."""
+        with self._lock:
+            self._current = ComponentTiming(component, peak_rss_bytes=self._process.memory_info().rss)
+        started_wall, started_cpu = time.perf_counter(), self._cpu()
+        status = "failed"
+        try:
+            yield
+            status = "ran"
+        finally:
             with self._lock:
-                if match.group(2) == "running":
-                    self._start(match.group(1))
-                elif self._current is not None and self._current.component == match.group(1):
-                    self._finish_current("ran")
-        return record.levelno >= self._shown_level
+                current, self._current = self._current, None
+            current.wall_seconds = time.perf_counter() - started_wall
+            current.cpu_seconds = self._cpu() - started_cpu
+            current.peak_rss_bytes = max(current.peak_rss_bytes, self._process.memory_info().rss)
+            current.status = status
+            self.timing.components.append(current)
 
     def _cpu(self) -> float:
         times = self._process.cpu_times()
         return times.user + times.system + times.children_user + times.children_system
 
-    def _start(self, component: str) -> None:
-        if self._current is not None:
-            self._finish_current("ran")
-        self._current = ComponentTiming(component, peak_rss_bytes=self._process.memory_info().rss)
-        self._started_wall, self._started_cpu = time.perf_counter(), self._cpu()
-
-    def _finish_current(self, status: str) -> None:
-        current = self._current
-        current.wall_seconds = time.perf_counter() - self._started_wall
-        current.cpu_seconds = self._cpu() - self._started_cpu
-        current.peak_rss_bytes = max(current.peak_rss_bytes, self._process.memory_info().rss)
-        current.status = status
-        self.timing.components.append(current)
-        self._current = None
-
     def _sample(self) -> None:
         while not self._stop.wait(self._sample_seconds):
             rss = self._process.memory_info().rss
             with self._lock:
+                self._run_peak = max(self._run_peak, rss)
                 if self._current is not None:
                     self._current.peak_rss_bytes = max(self._current.peak_rss_bytes, rss)
 
@@ -214,7 +218,7 @@ def from_metadata(store, pipeline_name: str) -> RunTiming:
     pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline is None:
         return RunTiming(source="metadata")
-    executions = store.get_executions_by_context(pipeline.id)
+    executions = store.get_executions_by_context(pipeline.id)  # ML Metadata's Python API has no "newest only"
     if not executions:
         return RunTiming(source="metadata")
     run_type = store.get_context_type("pipeline_run")
@@ -223,15 +227,16 @@ def from_metadata(store, pipeline_name: str) -> RunTiming:
                       if c.type_id == run_type.id), key=lambda c: c.id, default=None)
     if latest_run is None:
         return RunTiming(source="metadata")
+    run_executions = sorted(store.get_executions_by_context(latest_run.id), key=lambda e: e.id)
     components = []
-    for execution in sorted(store.get_executions_by_context(latest_run.id), key=lambda e: e.id):
+    for execution in run_executions:
         nodes = [c.name for c in store.get_contexts_by_execution(execution.id) if c.type_id == node_type.id]
         name = nodes[0].split(".", 1)[-1] if nodes else f"execution {execution.id}"
         components.append(ComponentTiming(
             name, _STATUS.get(execution.last_known_state, "unknown"),
             max(execution.last_update_time_since_epoch - execution.create_time_since_epoch, 0) / 1000.0))
-    first = min(e.create_time_since_epoch for e in store.get_executions_by_context(latest_run.id))
-    last = max(e.last_update_time_since_epoch for e in store.get_executions_by_context(latest_run.id))
+    first = min(e.create_time_since_epoch for e in run_executions)
+    last = max(e.last_update_time_since_epoch for e in run_executions)
     return RunTiming(components, (last - first) / 1000.0, source="metadata")
 
 
@@ -244,8 +249,9 @@ def combine(measured: RunTiming, recorded: RunTiming) -> RunTiming:
         timing = by_name.pop(known.component, None)
         components.append(dataclasses.replace(timing, status=known.status) if timing else known)
     components += list(by_name.values())
-    return RunTiming(components, measured.wall_seconds or recorded.wall_seconds, measured.cpu_count,
-                     measured.source if measured.components else recorded.source)
+    return dataclasses.replace(measured, components=components,
+                               wall_seconds=measured.wall_seconds or recorded.wall_seconds,
+                               source=measured.source if measured.components else recorded.source)
 
 
 def write_json(timing: RunTiming, folder: str, stem: str) -> str:

@@ -103,10 +103,14 @@ def test_a_second_run_with_nothing_changed_reuses_the_cache(finished_run, tiny_m
     module = module_resolution.resolve(config)
     store = metadata_store.MetadataStore(local_runner.metadata_connection_config(config))
     executions_before = len(store.get_executions())
-    local_runner.run_local(config, module)
+    summary = local_runner.run_local(config, module)
     new = store.get_executions()[executions_before:]
     cached = [e for e in new if e.last_known_state == e.CACHED]
     assert len(cached) >= 3, "ExampleGen, StatisticsGen and Transform should come from the cache"
+    # The run's timing says so too, and shows what a cache hit costs.
+    statuses = {c.component: c.status for c in summary.timing.components}
+    assert statuses["ImageFolderExampleGen"] == statuses["StatisticsGen"] == statuses["Transform"] == "cached"
+    assert sum(c.status == "cached" for c in summary.timing.components) == len(cached)
 
 
 def test_transform_resizes_as_the_module_contract_says_for_training_and_serving(finished_run, sample_root):

@@ -1,22 +1,20 @@
-"""Per-component timing: the monitor on real absl log lines and this process's real CPU and memory; ML
-Metadata's record of a real local run (the shared `finished_run`)."""
-import logging
+"""Per-component timing: the monitor on this process's real CPU and memory; ML Metadata's record and the
+launcher-measured figures of a real local run (the shared `finished_run`)."""
+import os
 import time
 
 import numpy as np
 import pytest
-from absl import logging as absl_logging
+from tfx.orchestration.portable import launcher as tfx_launcher
 from ml_metadata.metadata_store import metadata_store
 
 from hubtfx.pipeline import local_runner
 from hubtfx.pipeline.reporting import timing
 
 
-def _component(name, work):
-    # The lines LocalDagRunner writes around a node (tfx/orchestration/local/local_dag_runner.py).
-    absl_logging.info("Component %s is running.", name)
-    work()
-    absl_logging.info("Component %s is finished.", name)
+def _component(monitor, name, work):
+    with monitor.measuring(name):
+        work()
 
 
 def _busy(seconds):
@@ -34,9 +32,10 @@ def test_each_component_gets_its_own_wall_time_cpu_time_and_peak_memory():
         held.clear()
 
     with timing.ComponentMonitor(sample_seconds=0.02) as monitor:
-        _component("Sleeper", lambda: time.sleep(0.5))
-        _component("Spinner", lambda: _busy(0.5))
-        _component("Allocator", allocate)
+        _component(monitor, "Sleeper", lambda: time.sleep(0.5))
+        _component(monitor, "Spinner", lambda: _busy(0.5))
+        _component(monitor, "Allocator", allocate)
+        _busy(0.3)  # between components: in the run's CPU time, in no component's
     sleeper, spinner, allocator = monitor.timing.components
     assert [c.component for c in monitor.timing.components] == ["Sleeper", "Spinner", "Allocator"]
     assert all(c.status == "ran" for c in monitor.timing.components)
@@ -44,42 +43,32 @@ def test_each_component_gets_its_own_wall_time_cpu_time_and_peak_memory():
     assert spinner.cpu_seconds >= 0.45 and spinner.cores_busy > 0.5
     # The array is freed before the component ends: only sampling during it can have seen the peak.
     assert allocator.peak_rss_bytes - sleeper.peak_rss_bytes > 250e6
-    assert monitor.timing.wall_seconds >= sum(c.wall_seconds for c in monitor.timing.components)
+    assert monitor.timing.peak_rss_bytes >= allocator.peak_rss_bytes
+    assert monitor.timing.wall_seconds >= sum(c.wall_seconds for c in monitor.timing.components) + 0.25
+    assert monitor.timing.cpu_seconds >= sum(c.cpu_seconds for c in monitor.timing.components) + 0.25
+    assert 1 <= monitor.timing.cpu_count <= (os.cpu_count() or 1)
 
 
 def test_a_component_that_raises_is_measured_and_marked_failed():
-    with pytest.raises(RuntimeError):
-        with timing.ComponentMonitor() as monitor:
-            absl_logging.info("Component %s is running.", "Trainer")
-            raise RuntimeError("out of memory")
-    (trainer,) = monitor.timing.components
-    assert trainer.component == "Trainer" and trainer.status == "failed" and trainer.cpu_seconds is not None
+    with timing.ComponentMonitor() as monitor:
+        with pytest.raises(RuntimeError):
+            with monitor.measuring("Trainer"):
+                raise RuntimeError("out of memory")
+        _component(monitor, "Pusher", lambda: None)
+    trainer, pusher = monitor.timing.components
+    assert (trainer.component, trainer.status, pusher.status) == ("Trainer", "failed", "ran")
+    assert trainer.cpu_seconds is not None
 
 
-def _like_tensorflow_saving_a_model():
-    # TensorFlow's object tracking does this around every SavedModel traversal
-    # (tensorflow/python/trackable/autotrackable.py, _trackable_children).
-    verbosity = absl_logging.get_verbosity()
-    absl_logging.set_verbosity(absl_logging.FATAL)
-    absl_logging.set_verbosity(verbosity)
-    absl_logging.warning("a warning inside the component")
-
-
-def test_the_monitor_sees_the_lines_when_info_is_hidden_and_the_console_stays_as_it_was(caplog):
-    verbosity = absl_logging.get_verbosity()
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    try:
-        caplog.set_level(logging.NOTSET)  # the absl logger's own level decides
-        with timing.ComponentMonitor() as monitor:
-            _component("Transform", _like_tensorflow_saving_a_model)
-            _component("Trainer", lambda: None)
-        assert absl_logging.get_verbosity() == absl_logging.WARNING
-        assert [c.component for c in monitor.timing.components] == ["Transform", "Trainer"]
-        messages = [r.getMessage() for r in caplog.records if r.name == "absl"]
-        assert "a warning inside the component" in messages
-        assert not any("is running" in m or "is finished" in m for m in messages)
-    finally:
-        absl_logging.set_verbosity(verbosity)
+def test_the_monitor_wraps_tfxs_launcher_only_while_it_is_on():
+    original = tfx_launcher.Launcher.launch
+    with timing.ComponentMonitor():
+        assert tfx_launcher.Launcher.launch is not original
+    assert tfx_launcher.Launcher.launch is original
+    with pytest.raises(ValueError):
+        with timing.ComponentMonitor():
+            raise ValueError("a failing run")
+    assert tfx_launcher.Launcher.launch is original
 
 
 def test_metadata_records_every_component_of_the_latest_run_with_its_state(finished_run):
@@ -107,3 +96,4 @@ def test_combine_takes_the_measurements_and_the_recorded_states():
     assert combined.wall_seconds == 5.0 and combined.source == "measured"
     lines = combined.render()
     assert "Transform (cached)" in lines[2] and "1 more under 1 s each, 0.1 s together" in lines[-1]
+
