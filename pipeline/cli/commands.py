@@ -128,7 +128,10 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
     from hubtfx.pipeline.datasets import sample_data  # pylint: disable=import-outside-toplevel
     summary = sample_data.generate_dataset(args.root, images_per_class=args.images_per_class, seed=args.seed,
                                            spans=args.spans)
-    print(f"Wrote the sample dataset to {args.root}: {summary}")
+    classes = ", ".join(f"{name} {count}" for name, count in sorted(summary["per_class"].items()))
+    formats = ", ".join(f"{name} {count}" for name, count in sorted(summary["formats"].items()))
+    print(f"Wrote the sample dataset to {args.root}: {summary['num_images']} images ({classes}); formats {formats}; "
+          f"{summary['grayscale']} grayscale")
     return EXIT_OK
 
 

@@ -173,8 +173,7 @@ def resolve(config: PipelineConfig) -> ResolvedModule:
     if not isinstance(config, PipelineConfig):
         raise TypeError(f"module_resolution.resolve needs a PipelineConfig, got a {type(config).__name__}.")
     path = local_module_path(config)
-    report = vetting.vet_module(path, allow_unsafe_ops=config.allow_unsafe_module_ops)
-    logging.info("Module %s vetted: %s", path, report)
+    vetting.vet_module(path, allow_unsafe_ops=config.allow_unsafe_module_ops)  # logs its outcome itself
     return from_contract(path, builder.module_sha256(path), config)
 
 

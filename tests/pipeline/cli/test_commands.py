@@ -92,3 +92,12 @@ def test_main_job_trains_the_real_efficientnet_and_pushes(tmp_path, sample_root,
     assert "Data: 40 files in 5 classes" in result.stdout
     assert "BLESSED" in result.stdout and "pushed to " + str(out / "serving" / "hubtfx") in result.stdout
     assert "[stage 1] train features" in result.stderr and "[pipeline] Component Trainer is running" in result.stderr
+
+
+def test_sample_data_says_what_it_wrote_in_one_line_without_listing_files(tmp_path, capsys):
+    root = tmp_path / "images"
+    assert commands.main(["sample-data", str(root), "--images-per-class", "2"]) == 0
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    written = sum(len(files) for _, _, files in os.walk(root))
+    assert f": {written} images (circle 2, cross 2, square 2, star 2, triangle 2)" in line
+    assert "formats " in line and ".png" not in line and ".jpg" not in line
