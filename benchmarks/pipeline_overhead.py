@@ -102,7 +102,7 @@ def plain_script(config: PipelineConfig, module: ResolvedModule, work_dir: str) 
         return dataset, labels
 
     outcome = trainer_run.train_both_stages(
-        split(False)[0], module.path, module.image_size, len(classes), params,
+        split(False)[0], module.path, len(classes), params,
         os.path.join(work_dir, "plain_logs"), module_contract.read_contract(module.path).feature_levels)
     evaluation, labels = split(True)
     return float((outcome.classifier.predict(evaluation, verbose=0).argmax(axis=1) == labels).mean())

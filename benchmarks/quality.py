@@ -152,7 +152,7 @@ def hubtfx_train(train_images: Sequence[bytes], train_labels: np.ndarray, module
     contract = module_contract.read_contract(module_path)
     trainer_run.make_deterministic(params.seed)
     outcome = trainer_run.train_both_stages(
-        decoded((train_images, train_labels), contract, params.batch_size), module_path, image_size,
+        decoded((train_images, train_labels), contract, params.batch_size), module_path,
         num_classes, params, work_dir, contract.feature_levels)
     fit = outcome.head_fit
 

@@ -125,7 +125,7 @@ def bare_epoch_runner(setup: Setup, held_out: np.ndarray) -> Callable[[], float]
     """The same model, loss and optimizer stepped over tensors already in memory: the input pipeline's ceiling.
     Returns a function that runs one epoch and returns its seconds (the step is traced before)."""
     backbone = model.fine_tunable_backbone(setup.module_path, 2)
-    classifier = model.build_classifier(backbone, model.build_head(5, 0.2), setup.image_size)
+    classifier = model.build_classifier(backbone, model.build_head(5, 0.2), model.image_spec(setup.image_size))
     fitting = [example for example, out in zip(image_dataset(setup, "train").unbatch(), held_out) if not out]
     batches = [(tf.stack([x for x, _ in fitting[i:i + setup.batch_size]]),
                 tf.stack([y for _, y in fitting[i:i + setup.batch_size]]))
@@ -164,7 +164,7 @@ def stage2_against_bare_loop(setup: Setup, work_dir: str) -> dict:
     params = TrainingParams(stage2_epochs=setup.stage2_epochs, stage2_patience=setup.stage2_epochs,
                             batch_size=setup.batch_size, augment=True)
     backbone = model.fine_tunable_backbone(setup.module_path, params.fine_tune_blocks)
-    classifier = model.build_classifier(backbone, model.build_head(5, params.dropout), setup.image_size)
+    classifier = model.build_classifier(backbone, model.build_head(5, params.dropout), model.image_spec(setup.image_size))
     held_out = stages.validation_rows(setup.labels[train_rows(setup)], params.validation_fraction, params.seed)
     fitting, validation = stages.split_images(image_dataset(setup, "train"), held_out, params.batch_size,
                                               params.seed)

@@ -97,7 +97,7 @@ def transfer(module_path: str, image_size, train: Images, evaluation: Images, pa
     trainer_run.make_deterministic(params.seed)
     started = time.perf_counter()
     outcome = trainer_run.train_both_stages(
-        decoded(train, image_size, params.batch_size), module_path, image_size, train.num_classes, params,
+        decoded(train, image_size, params.batch_size), module_path, train.num_classes, params,
         work_dir, module_contract.read_contract(module_path).feature_levels)
     seconds = time.perf_counter() - started
 

@@ -23,7 +23,8 @@ from hubtfx.pipeline.config import ConfigError, PipelineConfig
 from hubtfx.pipeline.hub_modules import builder
 from hubtfx.pipeline.hub_modules import module_resolution
 from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule, require
-from hubtfx.pipeline.pipeline import CURATED_SCHEMA, create_components, create_pipeline, runtime_parameter_values
+from hubtfx.components.common.contract import TEXT_MODALITY
+from hubtfx.pipeline.pipeline import CURATED_SCHEMA, CURATED_SCHEMAS, create_components, create_pipeline, runtime_parameter_values
 
 TARGETS = ("vertex", "kubeflow")
 
@@ -31,6 +32,9 @@ TARGETS = ("vertex", "kubeflow")
 IMAGE_ROOT = "/hubtfx"
 IMAGE_SOURCE_DIR = posixpath.join(IMAGE_ROOT, "src")
 IMAGE_MODULE_DIR = posixpath.join(IMAGE_ROOT, "modules", os.path.basename(builder.module_dir_for("feature_vector")))
+# The text pair, baked beside it (the encoder's contract names its preprocessor as a sibling folder).
+IMAGE_TEXT_MODULE_DIR = posixpath.join(IMAGE_ROOT, "modules",
+                                       os.path.basename(builder.module_dir_for(builder.TEXT_ENCODER)))
 IMAGE_SCHEMA_PATH = posixpath.join(IMAGE_SOURCE_DIR, "schemas", "schema.pbtxt")
 
 # What a dry-run spec (allow_local_paths) names when no image or project is given; nothing pulls or bills them.
@@ -162,9 +166,10 @@ def resolve_module_for_cluster(config: PipelineConfig, allow_local_paths: bool =
         return module_resolution.resolve(config)
     handle = config.hub_handle
     if not handle:
-        local = builder.build_module("feature_vector")
-        return module_resolution.from_contract(IMAGE_MODULE_DIR, builder.module_sha256(local), config,
-                                               read_from=local)
+        text = config.modality == TEXT_MODALITY
+        local = builder.build_module(builder.TEXT_ENCODER if text else "feature_vector")
+        return module_resolution.from_contract(IMAGE_TEXT_MODULE_DIR if text else IMAGE_MODULE_DIR,
+                                               builder.module_sha256(local), config, read_from=local)
     if handle.startswith("gs://"):
         return dataclasses.replace(module_resolution.resolve(config), path=handle)
     raise ConfigError(f"--hub-handle {handle!r} is not readable by the cluster's steps. Copy the module folder to "
@@ -182,9 +187,11 @@ def cluster_config(config: PipelineConfig, target: str, allow_local_paths: bool 
     return config
 
 
-def schema_path_for(allow_local_paths: bool = False) -> str:
-    """The curated schema as the steps read it: inside the image, or (dry run) on this machine."""
-    return CURATED_SCHEMA if allow_local_paths else IMAGE_SCHEMA_PATH
+def schema_path_for(allow_local_paths: bool = False, modality: str = "image") -> str:
+    """The curated schema of the modality's examples as the steps read it: inside the image, or (dry run) on this
+    machine."""
+    local = CURATED_SCHEMAS.get(modality, CURATED_SCHEMA)
+    return local if allow_local_paths else posixpath.join(posixpath.dirname(IMAGE_SCHEMA_PATH), os.path.basename(local))
 
 
 def prepare(config: PipelineConfig, target: str,
@@ -286,7 +293,7 @@ def compile_to_file(config: PipelineConfig, module: ResolvedModule, target: str,
     (and reads the module and the curated schema from this machine).
     """
     module = require(module, "compile_to_file")
-    spec = compile_spec(config, module, target, schema_path_for(allow_local_paths))
+    spec = compile_spec(config, module, target, schema_path_for(allow_local_paths, module.modality))
     leaks = [] if allow_local_paths else find_leaks(json.dumps(spec))
     if leaks:
         raise ConfigError(f"The compiled spec would contain {', '.join(leaks)}. Point every path in the config "

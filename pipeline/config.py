@@ -12,7 +12,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import yaml
 
-from hubtfx.components.common import artifact_files
+from hubtfx.components.common import artifact_files, feature_keys
+from hubtfx.components.modality import registry as modalities
 from hubtfx.components.trainer.params import TrainingParams
 from hubtfx.components.transform.policies import ASPECT_POLICIES
 from hubtfx.pipeline import platform_names
@@ -42,12 +43,20 @@ class PipelineConfig:
                                  "Models are always evaluated on the latest span.", "data")
     eval_percent: int = _field(20, "Percent of images held out for evaluation (split by hash of path; a class "
                                    "with 2+ images always gets both training and eval images).", "data")
+    text_column: str = _field(feature_keys.DEFAULT_TEXT_COLUMN, "Texts in a .csv/.tsv table (--data-root names the table, or a folder holding "
+                                      "one): the header of the text column.", "data")
+    label_column: str = _field(feature_keys.DEFAULT_LABEL_COLUMN, "Texts in a table: the header of the label column (its values are the class "
+                                        "names).", "data")
     sample_images_per_class: int = _field(30, "Images per class when generating the sample data.", "data")
 
     # --- backbone module ---
     hub_handle: str = _field("", "TF Hub module: local SavedModel folder, tfhub.dev/Kaggle URL or gs:// path. "
-                                 "Default: the bundled EfficientNet-Lite0 feature vector (built on first use).",
+                                 "Default: the bundled module of the modality (built on first use): EfficientNet-"
+                                 "Lite0's feature vector for images, the all-MiniLM-L6-v2 encoder for texts.",
                              "module")
+    modality: str = _field("", "What the data is: 'image' or 'text'. Default: what the module's contract says "
+                               "(image for the default module); with the default module, 'text' selects the "
+                               "bundled text encoder. Never guessed from the files.", "module")
     image_size: Optional[Tuple[int, int]] = _field(
         None, "Input height and width for the module, e.g. 224,224. Default: the module's declared contract.",
         "module")
@@ -179,6 +188,13 @@ class PipelineConfig:
             raise ConfigError(f"span_window must be at least 1, got {self.span_window}.")
         if self.span_window > 1 and not self.use_spans:
             raise ConfigError(f"span_window {self.span_window} needs use_spans (data laid out as span-<N> folders).")
+        if not self.text_column.strip() or not self.label_column.strip() or \
+                self.text_column.strip() == self.label_column.strip():
+            raise ConfigError(f"text_column {self.text_column!r} and label_column {self.label_column!r} must name two "
+                              "different columns of the table's header.")
+        if self.modality and self.modality not in modalities.known_names():
+            raise ConfigError(f"modality must be one of {', '.join(repr(m) for m in modalities.known_names())} (or "
+                              f"empty: the module's contract decides), got {self.modality!r}.")
         if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 1):
             raise ConfigError(f"image_size must be two positive integers (height,width), got {self.image_size}.")
         if self.dataflow_max_workers < 1:

@@ -33,7 +33,10 @@ RUN_FN = "hubtfx.components.trainer.run.run_fn"
 TRANSFORM_CODE = (PREPROCESSING_FN.rpartition(".")[0],)
 TRAINER_CODE = (RUN_FN.rpartition(".")[0], *TRANSFORM_CODE)
 DEFAULT_HANDLE_NAME = "hubtfx:efficientnet_lite0/feature_vector"
+DEFAULT_TEXT_HANDLE_NAME = "hubtfx:minilm_l6/encoder"
 CURATED_SCHEMA = os.path.join(schemas.SCHEMA_DIR, "schema.pbtxt")
+# The curated schema of each modality's examples (the raw feature differs); image's is CURATED_SCHEMA.
+CURATED_SCHEMAS = {"image": CURATED_SCHEMA, "text": os.path.join(schemas.SCHEMA_DIR, "text_schema.pbtxt")}
 
 
 def _module_file(module: str):
@@ -150,12 +153,30 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
+def default_handle_name(module: ResolvedModule) -> str:
+    """How the lineage names the bundled module of the run's modality (no --hub-handle)."""
+    return DEFAULT_TEXT_HANDLE_NAME if module.modality == "text" else DEFAULT_HANDLE_NAME
+
+
+def transform_custom_config(config: PipelineConfig, module: ResolvedModule) -> Dict:
+    """Transform's custom_config: the modality, what its preprocessing needs from the module's contract (images:
+    size, value range, resize method and the user's aspect policy; texts: the preprocessing model and sequence
+    length; the preprocessing model's sha256 too, so that a changed one re-runs Transform) and the code fingerprint."""
+    if module.modality == "text":
+        inputs = {"preprocessor": module.preprocessor, "preprocessor_sha256": module.preprocessor_sha256,
+                  "seq_length": module.seq_length}
+    else:
+        inputs = {"image_size": list(module.image_size), "value_range": list(module.value_range),
+                  "resize_method": module.resize_method, "aspect": config.aspect}
+    return {**inputs, preprocessing.MODALITY_KEY: module.modality, CODE_KEY: source_fingerprint(*TRANSFORM_CODE)}
+
+
 def trainer_custom_config(config: PipelineConfig, module: ResolvedModule) -> Dict:
     """The Trainer's custom_config: the config's training parameters, the code fingerprint and the module's
     identity (handle and sha256)."""
     # The module's identity goes into the exported model's facts, which the Evaluator compares with its baseline's.
     return {**config.training_params(), CODE_KEY: source_fingerprint(*TRAINER_CODE),
-            exported_model.MODULE_CONFIG_KEY: {"handle": config.hub_handle or DEFAULT_HANDLE_NAME,
+            exported_model.MODULE_CONFIG_KEY: {"handle": config.hub_handle or default_handle_name(module),
                                                "sha256": module.sha256}}
 
 
@@ -215,9 +236,12 @@ def create_components(config: PipelineConfig, module: ResolvedModule, with_runti
     example_gen = ImageFolderExampleGen(
         input_base=parameters.get("data_root", config.resolved_data_root), use_spans=config.use_spans,
         eval_percent=config.eval_percent, label_map_path=config.label_map_path,
-        range_config=parameters.get("range_config"), modality=module.modality)
+        range_config=parameters.get("range_config"), modality=module.modality, text_column=config.text_column,
+        label_column=config.label_column)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path or CURATED_SCHEMA)
+    if schema_path in (None, "", CURATED_SCHEMA):
+        schema_path = CURATED_SCHEMAS.get(module.modality, CURATED_SCHEMA)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     span_window = span_window_resolver(config, example_gen.outputs["examples"]) if config.span_window > 1 else None
@@ -229,7 +253,9 @@ def create_components(config: PipelineConfig, module: ResolvedModule, with_runti
     # The Hub module is a tracked input: its lineage (handle and content hash) is recorded in ML Metadata.
     hub_module = tfx.dsl.Importer(
         source_uri=module.path, artifact_type=tfx.types.standard_artifacts.Model,
-        custom_properties={"hub_handle": config.hub_handle or DEFAULT_HANDLE_NAME, "sha256": module.sha256},
+        custom_properties={"hub_handle": config.hub_handle or default_handle_name(module), "sha256": module.sha256,
+                           **({"preprocessor": module.preprocessor, "preprocessor_sha256": module.preprocessor_sha256}
+                              if module.preprocessor else {})},
     ).with_id("hub_module")
 
     transform = tfx.components.Transform(
@@ -238,9 +264,7 @@ def create_components(config: PipelineConfig, module: ResolvedModule, with_runti
         preprocessing_fn=PREPROCESSING_FN,
         materialize=False,
         disable_statistics=True,
-        custom_config={"image_size": list(module.image_size), "value_range": list(module.value_range),
-                       "resize_method": module.resize_method, "aspect": config.aspect,
-                       preprocessing.MODALITY_KEY: module.modality, CODE_KEY: source_fingerprint(*TRANSFORM_CODE)},
+        custom_config=transform_custom_config(config, module),
     )
     # Nothing trains on data with anomalies: the Trainer needs Transform's output, Transform waits for the gate.
     transform.add_upstream_node(anomaly_gate)

@@ -81,6 +81,11 @@ def incomparable_reasons(candidate: ModelFacts, baseline: ModelFacts, baseline_s
         reasons.append(f"the latest blessed model's backbone is {baseline.module_handle} (sha256 "
                        f"{baseline.module_sha256[:12]}), this one's {candidate.module_handle} (sha256 "
                        f"{candidate.module_sha256[:12]})")
+    if candidate.modality != baseline.modality:
+        reasons.append(f"the latest blessed model takes {baseline.modality} inputs, this one {candidate.modality}")
+    if candidate.seq_length and baseline.seq_length and candidate.seq_length != baseline.seq_length:
+        reasons.append(f"the latest blessed model reads {baseline.seq_length} wordpieces per text, this one "
+                       f"{candidate.seq_length}")
     if candidate.image_size and baseline.image_size and candidate.image_size != baseline.image_size:
         reasons.append(f"the latest blessed model takes {baseline.image_size[0]}x{baseline.image_size[1]} "
                        f"images, this one {candidate.image_size[0]}x{candidate.image_size[1]}")

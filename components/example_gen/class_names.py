@@ -34,12 +34,15 @@ def convmv_hint(folder: str) -> str:
     return f"`convmv -f utf8 -t utf8 --nfc -r --notest {folder}`"
 
 
-def check_look_alikes(names: Iterable[str], where: str) -> None:
+def check_look_alikes(names: Iterable[str], where: str,
+                      fix: str = "Rename the folders so each class has one spelling (e.g. plain ASCII/half-width).",
+                      ) -> None:
     """Refuses class names that differ but are equal under NFKC (compatibility) normalisation.
 
     Args:
       names: class names, already passed through `class_name_of`.
-      where: what holds them (a folder, a label map), for the message.
+      where: what holds them (a folder, a label map, a table), for the message.
+      fix: the message's last sentence, what to change (a table's labels are not folders).
 
     Raises:
       ClassNameError: naming each look-alike group with its code points.
@@ -53,7 +56,7 @@ def check_look_alikes(names: Iterable[str], where: str) -> None:
         raise ClassNameError(
             f"{where} holds class names that look alike but are different characters (they are equal only "
             f"under Unicode compatibility mapping, NFKC: full-width letters, ligatures, no-break spaces, ...): "
-            f"{described}. Rename the folders so each class has one spelling (e.g. plain ASCII/half-width)."
+            f"{described}. {fix}"
         )
 
 

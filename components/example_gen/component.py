@@ -5,7 +5,9 @@
 
 Outputs an Examples artifact with 'train' and 'eval' splits (gzipped TFRecords of tf.Examples with
 image_raw, label, label_name, filename), plus label_map.json and ingestion_report.json at its root; see
-executor.py. Span handling follows TFX: with use_spans the input pattern is 'span-{SPAN}/*/*', which the
+executor.py. For texts (modality="text") the data root may instead be a .csv/.tsv table, or a folder (or, with
+spans, span-<N> folders) holding one; `text_column` and `label_column` name its columns (table.py).
+Span handling follows TFX: with use_spans the input pattern is 'span-{SPAN}/*/*', which the
 driver resolves to the latest span (or the one `range_config` selects) and records as the artifact's span;
 the driver lists folders instead of globbing them (ImageFolderDriver), so a data root may hold '[', '*', '?'.
 """
@@ -22,7 +24,7 @@ from tfx.types import channel as channel_lib
 from tfx.types.component_spec import ExecutionParameter
 
 from hubtfx.components.common import feature_keys
-from hubtfx.components.example_gen import executor, layout
+from hubtfx.components.example_gen import executor, layout, table
 from hubtfx.components.modality import registry as modalities
 
 
@@ -33,6 +35,8 @@ class ImageFolderExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec
         **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
         executor.LABEL_MAP_PATH_KEY: ExecutionParameter(type=str, optional=True),
         executor.MODALITY_KEY: ExecutionParameter(type=str, optional=True),
+        executor.TEXT_COLUMN_KEY: ExecutionParameter(type=str, optional=True),
+        executor.LABEL_COLUMN_KEY: ExecutionParameter(type=str, optional=True),
     }
 
 
@@ -49,7 +53,9 @@ class ImageFolderDriver(example_gen_driver.FileBasedDriver):
 
 
 class ImageFolderExampleGen(example_gen_component.FileBasedExampleGen):
-    """Ingests `<input_base>/<class_name>/<image>` (or `<input_base>/span-<N>/<class_name>/<image>`)."""
+    """Ingests `<input_base>/<class_name>/<image>` (or `<input_base>/span-<N>/<class_name>/<image>`), or for texts
+    a table `<input_base>` = `<table>.csv|.tsv` (or `<input_base>/<table>.csv`, `<input_base>/span-<N>/<table>.csv`).
+    """
 
     SPEC_CLASS = ImageFolderExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
@@ -63,12 +69,16 @@ class ImageFolderExampleGen(example_gen_component.FileBasedExampleGen):
         label_map_path: Optional[str] = None,
         range_config: Optional[range_config_pb2.RangeConfig] = None,
         modality: str = modalities.DEFAULT_MODALITY,
+        text_column: str = table.DEFAULT_TEXT_COLUMN,
+        label_column: str = table.DEFAULT_LABEL_COLUMN,
     ):
         """Builds the component.
 
         Args:
           input_base: folder (any filesystem tf.io.gfile supports) with one sub-folder per class, or with
-            span-<N> folders that each have one sub-folder per class.
+            span-<N> folders that each have one sub-folder per class. For the text modality also a .csv/.tsv
+            table of texts with a header row, or a folder without sub-folders holding one (span-<N> folders
+            holding one each): one example per row, keyed and split by a hash of its text (table.py).
           use_spans: read `<input_base>/span-<N>/`: the latest N, or the span `range_config` selects.
           eval_percent: share of images in the 'eval' split, 1..99; an image's split is a hash of its
             path relative to the class-folder root, so it stays the same across runs and spans.
@@ -79,15 +89,21 @@ class ImageFolderExampleGen(example_gen_component.FileBasedExampleGen):
             rolling_range with num_spans=1); needs use_spans.
           modality: the module contract's modality (hubtfx.components.modality), which decides which files are
             examples and what of them is stored.
+          text_column: when input_base is (or holds) a .csv/.tsv table of texts, the header name of its text column.
+          label_column: the header name of the table's label column (its values are the class names).
 
         Raises:
           UnknownModalityError: hubtfx has no modality of that name.
+          ValueError: a blank column name, or the same for text and label.
         """
         if not 0 < eval_percent < 100:
             raise ValueError(f"eval_percent must be between 1 and 99, got {eval_percent}")
         if range_config is not None and not use_spans:
             raise ValueError("range_config selects a span folder: set use_spans=True (layout span-<N>/<class>/...)")
         modalities.modality_named(modality)
+        if not text_column.strip() or not label_column.strip() or text_column.strip() == label_column.strip():
+            raise ValueError(f"text_column {text_column!r} and label_column {label_column!r} must be two different "
+                             "column names")
         spec = ImageFolderExampleGenSpec(
             input_base=input_base,
             input_config=example_gen_pb2.Input(
@@ -101,6 +117,9 @@ class ImageFolderExampleGen(example_gen_component.FileBasedExampleGen):
             # Unset for images, so that an image pipeline's ExampleGen keeps the properties, and with them the
             # cache key, it had before modalities existed.
             modality=None if modality == modalities.DEFAULT_MODALITY else modality,
+            # Unset at their defaults, for the same reason.
+            text_column=None if text_column == table.DEFAULT_TEXT_COLUMN else text_column,
+            label_column=None if label_column == table.DEFAULT_LABEL_COLUMN else label_column,
             examples=channel_lib.Channel(type=standard_artifacts.Examples),
         )
         # FileBasedExampleGen.__init__ would build its own spec without label_map_path, so the base

@@ -1,10 +1,18 @@
-"""Beam executor of ImageFolderExampleGen: image files in class folders -> tf.Examples.
+"""Beam executor of ImageFolderExampleGen: image files in class folders (or the rows of a table of texts) ->
+tf.Examples.
 
 Each image file becomes one tf.Example:
   image_raw  bytes   the original file bytes (decoded later by Transform)
   label      int64   class id, index into label_map.json's "classes"
   label_name bytes   class name: the folder name in Unicode NFC, white space trimmed (class_names.py)
   filename   bytes   path relative to the class-folder root, e.g. b"daisy/1.jpg" (also the split key)
+
+When the data root is a .csv/.tsv table instead (layout.scan_input; text modality only), each usable row becomes
+the same tf.Example (`make_example`): the text under `text`, the label column's value as class name (normalised
+like a folder name), and as filename the row key "text#<16 hex digits of the text's SHA-256>", which does not
+change when other rows are inserted or reordered (table.py; exec properties text_column / label_column name the
+columns). Skipped rows are reported with their line number; the label map, split, counts and the failure on a
+class without examples are the folder layout's.
 
 Which files are examples, what is stored of them and why one is skipped is the modality's (exec property
 `modality`, image when absent; see hubtfx.components.modality); the image modality keeps a file's bytes.
@@ -25,7 +33,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import apache_beam as beam
 import tensorflow as tf
@@ -41,17 +49,22 @@ from hubtfx.components.common import artifact_files, feature_keys
 from hubtfx.components.example_gen import class_names as class_names_lib
 from hubtfx.components.example_gen import layout as layout_lib
 from hubtfx.components.example_gen import split as split_lib
+from hubtfx.components.example_gen import table as table_lib
 from hubtfx.components.modality import registry as modalities
 from hubtfx.components.transform import image_ops
 from hubtfx.components.transform.image_ops import decode_failure_reason  # noqa: F401  (ExampleGen's skip reason)
 
 LABEL_MAP_PATH_KEY = "label_map_path"
 MODALITY_KEY = "modality"
+# Header names of a table's text and label columns; unset means table.DEFAULT_TEXT_COLUMN / DEFAULT_LABEL_COLUMN.
+TEXT_COLUMN_KEY = "text_column"
+LABEL_COLUMN_KEY = "label_column"
 
 # Private exec_properties the executor hands to its PTransform (TFX passes exec_properties through to it).
 LAYOUT_KEY = "_image_folder_layout"
 CLASS_NAMES_KEY = "_image_folder_class_names"
 STATS_DIR_KEY = "_image_folder_stats_dir"
+TABLE_DIGEST_KEY = "_image_folder_table_digest"  # table.Table.digest of the executor's read of a table
 
 SKIPPED_TAG = "skipped"
 _STATS_DIR_NAME = ".ingestion_stats"
@@ -155,13 +168,62 @@ class ReadImageFolder(beam.PTransform):
         )
 
 
+class ReadTableDoFn(beam.DoFn):
+    """A table's path -> one tf.Example per usable row, and a skipped-row dict (SkippedRow.report_record) per other
+    row on the skipped output.
+
+    The executor read the table already (for its classes); this read must see the same bytes, so a table rewritten
+    in between fails the run instead of writing examples the label map and report do not describe.
+    """
+
+    def __init__(self, columns: Tuple[str, str], digest: str, class_ids: Dict[str, int], modality: str):
+        self._columns = columns
+        self._digest = digest
+        self._class_ids = class_ids
+        self._modality = modality  # by name: workers look the object up in their own registry
+
+    def process(self, path: str):
+        table = table_lib.read_table(path, *self._columns)
+        if table.digest != self._digest:
+            raise layout_lib.DataLayoutError(f"the table {path!r} changed while it was being ingested: rerun")
+        raw_feature = modalities.modality_named(self._modality).raw_feature
+        for row in table.rows:
+            yield make_example(row.text, self._class_ids[row.class_name], row.class_name, row.key, raw_feature)
+        for row in table.skipped:
+            yield beam.pvalue.TaggedOutput(SKIPPED_TAG, row.report_record(table.name))
+
+
+class ReadTable(beam.PTransform):
+    """Reads a table of texts; outputs 'examples' (tf.Example) and 'skipped' (dict) PCollections, like
+    ReadImageFolder.
+
+    Only the path enters the pipeline, not the rows: a table of a few hundred megabytes would otherwise be pickled
+    into the job's graph. One worker reads it (a csv record may span lines, so the file cannot be split).
+    """
+
+    def __init__(self, layout: layout_lib.TableLayout, columns: Tuple[str, str], digest: str,
+                 class_names: List[str], modality: str):
+        super().__init__()
+        self._layout = layout
+        self._do_fn = ReadTableDoFn(columns, digest, {name: index for index, name in enumerate(class_names)},
+                                    modality)
+
+    def expand(self, pipeline: beam.Pipeline):
+        return (
+            pipeline
+            | "TablePath" >> beam.Create([self._layout.path])
+            | "ReadRows" >> beam.ParDo(self._do_fn).with_outputs(SKIPPED_TAG, main="examples")
+        )
+
+
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(tf.train.Example)
 def ImageFolderToExample(  # pylint: disable=invalid-name
     pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str
 ) -> beam.pvalue.PCollection:
-    """TFX input-source transform: the class folders of the driver-resolved split pattern -> tf.Examples.
+    """TFX input-source transform: the class folders (or the table) of the driver-resolved split pattern ->
+    tf.Examples.
 
     Reads the files of the executor's scan (exec_properties[LAYOUT_KEY], so the report's files_seen is
     exactly what was read) and writes the skipped files as JSON lines to the exec_properties[STATS_DIR_KEY]
@@ -172,8 +234,13 @@ def ImageFolderToExample(  # pylint: disable=invalid-name
     expected_root = layout_lib.class_root_for_pattern(input_base, split_pattern)
     if layout.root != expected_root:
         raise ValueError(f"scanned layout root {layout.root!r} is not the split pattern's root {expected_root!r}")
-    outputs = pipeline | "ReadImageFolder" >> ReadImageFolder(layout, exec_properties[CLASS_NAMES_KEY],
-                                                              _modality_name(exec_properties))
+    if isinstance(layout, layout_lib.TableLayout):
+        outputs = pipeline | "ReadTable" >> ReadTable(
+            layout, table_columns(exec_properties), exec_properties[TABLE_DIGEST_KEY],
+            exec_properties[CLASS_NAMES_KEY], _modality_name(exec_properties))
+    else:
+        outputs = pipeline | "ReadImageFolder" >> ReadImageFolder(layout, exec_properties[CLASS_NAMES_KEY],
+                                                                  _modality_name(exec_properties))
     stats_dir = exec_properties[STATS_DIR_KEY]
     _ = outputs[SKIPPED_TAG] | "WriteSkipped" >> _WriteJsonLines(os.path.join(stats_dir, _SKIPPED_STATS))
     return outputs.examples
@@ -246,15 +313,21 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     ) -> None:
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-        layout = layout_lib.scan_class_root(
+        layout = layout_lib.scan_root(
             input_base,
             layout_lib.class_root_for_pattern(input_base, _single_split_pattern(exec_properties)),
             exec_properties.get(example_gen_utils.SPAN_PROPERTY_NAME),
         )
         _check_driver_saw_the_files(exec_properties, layout)
+        modality = modalities.modality_named(_modality_name(exec_properties))
+        table = None
+        if isinstance(layout, layout_lib.TableLayout):
+            table_lib.check_modality_reads_tables(modality, layout.path)
+            table = table_lib.read_table(layout.path, *table_columns(exec_properties))
+        found = table if table is not None else layout
         label_map_path = exec_properties.get(LABEL_MAP_PATH_KEY) or None
-        class_names, label_map_notes = resolve_class_names(layout.class_names, label_map_path)
-        name_notes = layout.name_notes() + label_map_notes
+        class_names, label_map_notes = resolve_class_names(found.class_names, label_map_path)
+        name_notes = found.name_notes() + label_map_notes
         for note in name_notes:
             logging.warning("Class names: %s", note)
         stats_dir = os.path.join(examples.uri, _STATS_DIR_NAME)
@@ -262,10 +335,11 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         super().Do(
             input_dict,
             output_dict,
-            {**exec_properties, LAYOUT_KEY: layout, CLASS_NAMES_KEY: class_names, STATS_DIR_KEY: stats_dir},
+            {**exec_properties, LAYOUT_KEY: layout, CLASS_NAMES_KEY: class_names, STATS_DIR_KEY: stats_dir,
+             TABLE_DIGEST_KEY: table.digest if table is not None else None},
         )
 
-        report = build_report(layout, stats_dir, artifact_utils.decode_split_names(examples.split_names))
+        report = build_report(layout, stats_dir, artifact_utils.decode_split_names(examples.split_names), table)
         report["class_name_notes"] = name_notes
         tf.io.gfile.rmtree(stats_dir)
         write_json_atomically(os.path.join(examples.uri, artifact_files.INGESTION_REPORT_FILE), report)
@@ -275,8 +349,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         examples.set_int_custom_property("examples_written", report["examples_written"])
         examples.set_int_custom_property("files_skipped", len(report["skipped"]))
         _log_skipped(report)
-        _fail_on_classes_without_images(
-            report, layout.root, modalities.modality_named(_modality_name(exec_properties)).accepted_description)
+        _fail_on_classes_without_images(report, layout.root, modality.accepted_description,
+                                        table.path if table is not None else None)
         if label_map_path:
             # Only after a successful run, so a failed ingestion does not reserve ids.
             write_json_atomically(label_map_path, {artifact_files.LABEL_MAP_CLASSES_KEY: class_names})
@@ -284,6 +358,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
 def _modality_name(exec_properties: Dict[str, Any]) -> str:
     return exec_properties.get(MODALITY_KEY) or modalities.DEFAULT_MODALITY
+
+
+def table_columns(exec_properties: Dict[str, Any]) -> Tuple[str, str]:
+    """(text column, label column) a table is read with: the exec properties, or table.py's defaults."""
+    return (exec_properties.get(TEXT_COLUMN_KEY) or table_lib.DEFAULT_TEXT_COLUMN,
+            exec_properties.get(LABEL_COLUMN_KEY) or table_lib.DEFAULT_LABEL_COLUMN)
 
 
 def _single_split_pattern(exec_properties: Dict[str, Any]) -> str:
@@ -298,7 +378,8 @@ def _single_split_pattern(exec_properties: Dict[str, Any]) -> str:
     return input_config.splits[0].pattern
 
 
-def _check_driver_saw_the_files(exec_properties: Dict[str, Any], layout: layout_lib.Layout) -> None:
+def _check_driver_saw_the_files(exec_properties: Dict[str, Any],
+                                layout: Union[layout_lib.Layout, layout_lib.TableLayout]) -> None:
     """Fails when the input fingerprint was taken by a driver that globbed the data root and missed files.
 
     ImageFolderDriver fingerprints by listing (layout.FINGERPRINT_PREFIX). On Vertex / Kubeflow, TFX's own
@@ -390,38 +471,54 @@ def _read_json_lines(path: str) -> List[Any]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def build_report(layout: layout_lib.Layout, stats_dir: str, split_names: List[str]) -> Dict[str, Any]:
-    """The ingestion report from the layout and the Beam job's stats files.
+def build_report(layout: Union[layout_lib.Layout, layout_lib.TableLayout], stats_dir: str, split_names: List[str],
+                 table: Optional[table_lib.Table] = None) -> Dict[str, Any]:
+    """The ingestion report from the layout (and the executor's read of a table) and the Beam job's stats files.
 
     per_class maps each class folder to {"used", "skipped", and one example count per split name}; "rebalanced"
     lists the images split.SplitRule moved away from their hashed split ({"file", "class", "split"}).
+
+    For a table, the classes are its labels, files_seen counts its rows (also as rows_seen), each skipped entry
+    also has its "row" (line number) and "cause", sorted by row, and skipped_per_cause counts them (table.CAUSES);
+    a row without a readable label counts in no class's "skipped".
     """
-    skipped = sorted(_read_json_lines(os.path.join(stats_dir, _SKIPPED_STATS)), key=lambda record: record["file"])
+    # Rows by line number ("reviews.csv:10" sorts before "reviews.csv:9"); files (no "row") by path, as before.
+    skipped = sorted(_read_json_lines(os.path.join(stats_dir, _SKIPPED_STATS)),
+                     key=lambda record: (record.get("row", 0), record["file"]))
     per_split_class = {
         split_name: dict(map(tuple, _read_json_lines(os.path.join(stats_dir, _SPLIT_STATS.format(split_name)))))
         for split_name in split_names
     }
-    skipped_per_class = {name: 0 for name in layout.class_names}
+    class_names = table.class_names if table is not None else layout.class_names
+    skipped_per_class = {name: 0 for name in class_names}
     for record in skipped:
-        skipped_per_class[record["class"]] += 1
+        if record.get("class") is not None:
+            skipped_per_class[record["class"]] += 1
     per_class = {}
-    for name in layout.class_names:
+    for name in class_names:
         in_splits = {split_name: per_split_class[split_name].get(name, 0) for split_name in split_names}
         per_class[name] = {"used": sum(in_splits.values()), "skipped": skipped_per_class[name], **in_splits}
-    return {
+    report = {
         "input_base": layout.input_base,
         "span": layout.span,
-        "files_seen": layout.num_files,
+        "files_seen": table.records if table is not None else layout.num_files,
         "examples_written": sum(counts["used"] for counts in per_class.values()),
         "per_class": per_class,
         "per_split": {split_name: sum(counts.values()) for split_name, counts in per_split_class.items()},
         "rebalanced": sorted(_read_json_lines(os.path.join(stats_dir, _MOVED_STATS)), key=lambda m: m["file"]),
-        "skipped": [{"file": record["file"], "reason": record["reason"]} for record in skipped],
+        "skipped": [{key: record[key] for key in ("file", "row", "cause", "reason") if key in record}
+                    for record in skipped],
     }
+    if table is not None:
+        report.update(table=table.path, rows_seen=table.records, skipped_per_cause=table.skipped_per_cause())
+    return report
 
 
 def _log_skipped(report: Dict[str, Any]) -> None:
-    if report["skipped"]:
+    if report["skipped"] and "table" in report:
+        logging.warning("Skipped %d of %d rows of %s:\n%s", len(report["skipped"]), report["rows_seen"],
+                        report["table"], "\n".join(f"  line {r['row']}: {r['reason']}" for r in report["skipped"]))
+    elif report["skipped"]:
         logging.warning(
             "Skipped %d of %d files that cannot be decoded as images:\n%s",
             len(report["skipped"]),
@@ -430,12 +527,21 @@ def _log_skipped(report: Dict[str, Any]) -> None:
         )
 
 
-def _fail_on_classes_without_images(report: Dict[str, Any], root: str, accepted: str) -> None:
-    """A class whose files were all skipped cannot be learned; the report lists why each was skipped."""
+def _fail_on_classes_without_images(report: Dict[str, Any], root: str, accepted: str,
+                                    table_path: Optional[str] = None) -> None:
+    """A class whose files (a table's: rows) were all skipped cannot be learned; the report lists why each was
+    skipped."""
     unusable = [name for name, counts in report["per_class"].items() if counts["used"] == 0]
+    if unusable and table_path is not None:
+        raise layout_lib.DataLayoutError(
+            f"label(s) {unusable} of the table {table_path!r} have no usable row: every row with them was skipped; "
+            f"see the skipped rows (line and reason) in {artifact_files.INGESTION_REPORT_FILE} of the Examples "
+            "artifact. Fix those rows, or delete them so that the label is no class."
+        )
     if unusable:
         raise layout_lib.DataLayoutError(
             f"class folder(s) {unusable} under {root!r} have no {accepted}; see "
             f"the skipped files in {artifact_files.INGESTION_REPORT_FILE} of the Examples artifact. Add valid images or remove "
             "the folder(s)."
         )
+

@@ -6,6 +6,15 @@ starts, the executor to list the files it ingests. Layout::
     <input_base>/<class_name>/<file>                  (use_spans=False)
     <input_base>/span-<N>/<class_name>/<file>         (use_spans=True; the latest N, or the one range_config selects)
 
+or, for texts, one table (a .csv or .tsv file with a header row; read by table.py), found by `scan_input`::
+
+    <input_base>                                      (use_spans=False: the data root is the table itself)
+    <input_base>/<table>.csv                          (use_spans=False: a folder without sub-folders, one table)
+    <input_base>/span-<N>/<table>.csv                 (use_spans=True, span resolved as for class folders)
+
+A folder with sub-folders is always read as class folders, so a table beside them is a top-level file and
+ignored, as before tables were read.
+
 Top-level files (e.g. the LICENSE.txt of the public flower_photos archive), nested sub-folders inside a
 class folder and hidden entries (names starting with '.') are not part of the dataset. A class is named by its
 folder in Unicode NFC; folders whose names are the same after normalisation are one class (class_names.py).
@@ -22,7 +31,7 @@ import hashlib
 import json
 import os
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import tensorflow as tf
 from tfx.components.example_gen import input_processor
@@ -43,6 +52,8 @@ FINGERPRINT_PREFIX = "image_folder:"
 
 _EXPECTED_LAYOUT = "<input_base>/<class_name>/<image file>, one sub-folder per class (e.g. flowers/daisy/1.jpg)"
 _EXPECTED_SPAN_LAYOUT = "<input_base>/span-<N>/<class_name>/<image file> (e.g. flowers/span-1/daisy/1.jpg)"
+# A table's delimiter, from its file name's suffix (lower case).
+TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}
 
 
 class DataLayoutError(ValueError):
@@ -86,6 +97,10 @@ class Layout:
         """(path relative to root, e.g. 'daisy/1.jpg', class name) for every file, by class then path."""
         return [(path, name) for name in self.class_names for path in self.files[name]]
 
+    def input_files(self) -> List[Tuple[str, str]]:
+        """(path relative to root, full path) of every file read, in a fixed order: what the fingerprint covers."""
+        return [(path, os.path.join(self.root, path)) for path, _ in self.relative_paths()]
+
     def name_notes(self) -> List[str]:
         """One line per class whose folder name(s) differ from its class name, for the user to see."""
         notes = []
@@ -104,6 +119,57 @@ class Layout:
                 f"white space; {fix}"
             )
         return notes
+
+
+@dataclasses.dataclass(frozen=True)
+class TableLayout:
+    """Result of a scan that found a table of texts instead of class folders (classes are in its rows).
+
+    Attributes:
+      input_base: the folder or file the user gave.
+      root: what the resolved split pattern points at: input_base, or its resolved span folder.
+      span: the resolved span number, or None when spans are not used.
+      path: the table file (root itself, or the one table in the root folder).
+    """
+
+    input_base: str
+    root: str
+    span: Optional[int]
+    path: str
+
+    @property
+    def name(self) -> str:
+        """The table's file name, e.g. 'reviews.csv'."""
+        return os.path.basename(self.path)
+
+    @property
+    def num_files(self) -> int:
+        return 1
+
+    def input_files(self) -> List[Tuple[str, str]]:
+        """[(file name, full path)] of the table: what the fingerprint covers."""
+        return [(self.name, self.path)]
+
+
+def is_table_name(name: str) -> bool:
+    """Whether a file name has a table suffix (.csv, .tsv; any letter case)."""
+    return os.path.splitext(name)[1].lower() in TABLE_DELIMITERS
+
+
+def table_delimiter(path: str) -> str:
+    """',' for a .csv, tab for a .tsv file.
+
+    Raises:
+      DataLayoutError: any other suffix.
+    """
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in TABLE_DELIMITERS:
+        raise DataLayoutError(
+            f"{path!r} is a file but not a table: a data root that is a file must be a .csv (comma-separated) or "
+            ".tsv (tab-separated) table of texts with a header row; otherwise point it at the folder that holds "
+            "one sub-folder per class."
+        )
+    return TABLE_DELIMITERS[suffix]
 
 
 def split_pattern(use_spans: bool) -> str:
@@ -160,9 +226,9 @@ def resolve_span(
             )
         folder = folders[span][0]
         # The latest span skips folders without files, as TFX's glob does (e.g. one still being created).
-        if static or _holds_a_class_file(os.path.join(input_base, folder)):
+        if static or _holds_data(os.path.join(input_base, folder)):
             return span, f"{folder}/{CLASS_FILES_GLOB}"
-    raise span_resolution_error(input_base, "no span-<N> folder holds a file in a class folder")
+    raise span_resolution_error(input_base, "no span-<N> folder holds a file in a class folder, or a table")
 
 
 def span_resolution_error(input_base: str, cause: str) -> DataLayoutError:
@@ -230,21 +296,75 @@ def scan_class_root(input_base: str, root: str, span: Optional[int]) -> Layout:
     return Layout(input_base=input_base, root=root, span=span, files=files, folders=folders)
 
 
-def input_fingerprint(layout: Layout) -> str:
+def scan_input(
+    input_base: str,
+    use_spans: bool = False,
+    range_config: Optional[range_config_pb2.RangeConfig] = None,
+) -> Union[Layout, TableLayout]:
+    """`scan_layout`, or the table of texts when the data root (or its resolved span folder) is one.
+
+    The ExampleGen driver and executor use this; `scan_layout` stays the class-folder scan.
+
+    Raises:
+      DataLayoutError: as scan_layout; a data root that is a file but not a .csv/.tsv table, or a folder (without
+        sub-folders) holding several tables.
+    """
+    if not use_spans and _is_file(input_base):
+        return scan_root(input_base, input_base, None)
+    _require_folder(input_base, use_spans)
+    span, resolved = resolve_span(input_base, range_config) if use_spans else (None, CLASS_FILES_GLOB)
+    return scan_root(input_base, class_root_for_pattern(input_base, resolved), span)
+
+
+def scan_root(input_base: str, root: str, span: Optional[int]) -> Union[Layout, TableLayout]:
+    """The table at `root` (a table file, or a folder whose only data is one table) or else its class folders."""
+    table = find_table(root)
+    if table is not None:
+        return TableLayout(input_base=input_base, root=root, span=span, path=table)
+    return scan_class_root(input_base, root, span)
+
+
+def find_table(root: str) -> Optional[str]:
+    """The table file `root` is or holds, or None when `root` is a folder to read as class folders.
+
+    A folder holds a table when it has no visible sub-folder and a visible .csv or .tsv file; other top-level
+    files (a README, a LICENSE) are ignored, as they are beside class folders.
+
+    Raises:
+      DataLayoutError: `root` is a file but not a table, or a folder without sub-folders holding several tables.
+    """
+    if _is_file(root):
+        table_delimiter(root)  # refuses other files
+        return root
+    if not _is_dir(root):
+        return None  # scan_class_root says that it is missing
+    folders, files = _list_visible_entries(root)
+    tables = [name for name in files if is_table_name(name)]
+    if folders or not tables:
+        return None
+    if len(tables) > 1:
+        raise DataLayoutError(
+            f"{root!r} holds several tables {tables}: keep exactly one .csv/.tsv table of texts there (with spans, "
+            "one per span-<N> folder), or merge them into one."
+        )
+    return os.path.join(root, tables[0])
+
+
+def input_fingerprint(layout: Union[Layout, TableLayout]) -> str:
     """The fingerprint of a layout's files, on which TFX decides whether ExampleGen's cached output is reused.
 
-    Covers every file's path relative to the class root, size and modification time (ns), so adding, removing,
-    renaming or rewriting any file changes it. It replaces TFX's fingerprint (io_utils.generate_fingerprint:
-    count, total size and whole-second mtimes of the files a glob matches), which sees no file at all when the
-    data root holds '[...]'.
+    Covers every file's path relative to the class root (a table: its file name), size and modification time
+    (ns), so adding, removing, renaming or rewriting any file changes it. It replaces TFX's fingerprint
+    (io_utils.generate_fingerprint: count, total size and whole-second mtimes of the files a glob matches), which
+    sees no file at all when the data root holds '[...]'.
 
     Returns:
       "image_folder:num_files:<N>,total_bytes:<B>,sha256:<hex digest of the per-file lines>".
     """
     digest = hashlib.sha256()
     total_bytes = 0
-    for path, _ in layout.relative_paths():
-        size, mtime_ns = _size_and_mtime(os.path.join(layout.root, path))
+    for path, full_path in layout.input_files():
+        size, mtime_ns = _size_and_mtime(full_path)
         total_bytes += max(size, 0)
         digest.update(json.dumps([path, size, mtime_ns]).encode("utf-8") + b"\n")
     return f"{FINGERPRINT_PREFIX}num_files:{layout.num_files},total_bytes:{total_bytes},sha256:{digest.hexdigest()}"
@@ -257,7 +377,7 @@ def fingerprint_file_count(fingerprint: str) -> Optional[int]:
 
 
 class ImageFolderInputProcessor(input_processor.FileBasedInputProcessor):
-    """TFX's FileBasedInputProcessor with span and fingerprint found by listing folders (`scan_layout`).
+    """TFX's FileBasedInputProcessor with span and fingerprint found by listing folders (`scan_input`).
 
     TFX's driver (driver.Driver.resolve_exec_properties) asks its input processor for the span, the
     fingerprint and the resolved split pattern; the base class gets all three from
@@ -277,7 +397,7 @@ class ImageFolderInputProcessor(input_processor.FileBasedInputProcessor):
         self._resolved_pattern = None
 
     def resolve_span_and_version(self) -> Tuple[int, Optional[int]]:
-        layout = scan_layout(self._input_base, self._use_spans, self._range_config)
+        layout = scan_input(self._input_base, self._use_spans, self._range_config)
         self._fingerprint = input_fingerprint(layout)  # what the base class's get_input_fingerprint returns
         self._resolved_pattern = CLASS_FILES_GLOB
         if layout.span is not None:
@@ -314,9 +434,13 @@ def _size_and_mtime(path: str) -> Tuple[int, int]:
         return -1, -1
 
 
-def _holds_a_class_file(folder: str) -> bool:
-    """Whether a visible sub-folder of `folder` holds a visible file (TFX's 'span-N/*/*' matching something)."""
-    return any(_list_files(os.path.join(folder, name)) for name in _list_visible_entries(folder)[0])
+def _holds_data(folder: str) -> bool:
+    """Whether a visible sub-folder of `folder` holds a visible file (TFX's 'span-N/*/*' matching something), or
+    `folder` has no sub-folder but a table (find_table's rule; several tables count, scan_root refuses them)."""
+    folders, files = _list_visible_entries(folder)
+    if not folders:
+        return any(is_table_name(name) for name in files)
+    return any(_list_files(os.path.join(folder, name)) for name in folders)
 
 
 def _entry_names(folder: str) -> List[str]:
@@ -347,6 +471,12 @@ def _is_utf8(name: str) -> bool:
 
 def _is_dir(path: str) -> bool:
     return os.path.isdir(path) if _is_local(path) else tf.io.gfile.isdir(path)
+
+
+def _is_file(path: str) -> bool:
+    if _is_local(path):
+        return os.path.isfile(path)
+    return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
 
 
 def _list_visible_entries(folder: str) -> Tuple[List[str], List[str]]:

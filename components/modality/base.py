@@ -6,7 +6,11 @@ module's contract names; a new kind of input is one subclass plus its tests, not
   stage        method                    in -> out
   ExampleGen   file_refusal, parse_file  a file's path / bytes -> the raw feature value, or why it is skipped
   Transform    preprocess                raw feature [batch] string -> the model's input tensors
-  Trainer      augment                   a batch of model inputs -> the same, randomly altered (stage 2 only)
+  Trainer      model_input, keras_input  transformed features -> the model's input (a tensor or a dict of them);
+               backbone_input            the Keras inputs of the classifier; what the backbone is called with
+               check_transformed         whether Transform's output is what the module expects
+               augment                   a batch of model inputs -> the same, randomly altered (stage 2 only)
+  export       screen_serving_inputs     raw inputs -> which ones the raw-input signature refuses, and why
   report       render_example            one raw feature value -> HTML-safe markup (a thumbnail, a snippet)
   predict      read_input, model_inputs, local files -> the raw-input signature's arguments
                serving_signature
@@ -64,11 +68,43 @@ class Modality(abc.ABC):
         """
 
     # ---- Trainer ---------------------------------------------------------------------------------------------
+    def model_input(self, transformed: Mapping[str, Any]) -> Any:
+        """Transform's outputs {name: tf.Tensor [batch, ...]} -> the classifier's input: one tensor, or a dict."""
+        raise NotImplementedError(_not_implemented(self, "model_input"))
+
+    def keras_input(self, transformed_feature_spec: Mapping[str, Any]) -> Any:
+        """TFT's transformed feature spec -> the tf_keras.Input(s) of the classifier, in model_input's structure."""
+        raise NotImplementedError(_not_implemented(self, "keras_input"))
+
+    def backbone_input(self, model_input: Any) -> Any:
+        """The classifier's input -> what the backbone (hub.KerasLayer) is called with; the input itself by default."""
+        return model_input
+
+    def input_description(self, transformed_feature_spec: Mapping[str, Any]) -> Dict[str, Any]:
+        """The input size facts the exported model records (exported_model.ModelFacts), e.g. {"image_size": [h, w]}."""
+        raise NotImplementedError(_not_implemented(self, "input_description"))
+
+    def check_transformed(self, transformed_feature_spec: Mapping[str, Any], contract) -> Optional[str]:
+        """None when Transform's output (TFT's transformed feature spec) is what the module's contract expects, else
+        a message naming both and the fix."""
+        raise NotImplementedError(_not_implemented(self, "check_transformed"))
+
+    def model_input_bytes(self, transformed_feature_spec: Mapping[str, Any]) -> int:
+        """Bytes of one example's model input in memory (stage 2 caches them when they fit)."""
+        raise NotImplementedError(_not_implemented(self, "model_input_bytes"))
+
     @abc.abstractmethod
     def augment(self, inputs: Any, seed: int) -> Any:
         """A batch of transformed model inputs (tf.Tensor [batch, ...]) -> the same shape and dtype, randomly
         altered for stage 2's fine-tuning; return `inputs` unchanged when the modality has no augmentation.
         Runs in a tf.data map (graph mode): op seeds derived from `seed` keep runs reproducible."""
+
+    # ---- export ----------------------------------------------------------------------------------------------
+    def screen_serving_inputs(self, raw: Any) -> Tuple[Any, Any]:
+        """The raw-input signature's inputs, string [batch] -> (errors string [batch]: "" for an input the model
+        scores, else why it does not; the inputs with each refused one replaced by a placeholder the Transform
+        graph accepts). Runs in the exported model's graph."""
+        raise NotImplementedError(_not_implemented(self, "screen_serving_inputs"))
 
     # ---- report ----------------------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -104,6 +140,11 @@ class Modality(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def _not_implemented(modality: Modality, method: str) -> str:
+    return (f"The {modality.name!r} modality ({type(modality).__name__}) does not implement {method}, which training "
+            "and export need; implement it (see hubtfx.components.modality.base.Modality).")
 
 
 def takes_only(signature, input_name: str) -> bool:

@@ -22,6 +22,12 @@ from hubtfx.components.trainer import exported_model
 from hubtfx.components.common import feature_keys
 from hubtfx.components.transform import image_ops
 
+# Base64 text (RFC 4648 alphabet, optionally with line breaks): what a JSON request delivers when an image was
+# sent as a plain string instead of {"b64": ...}, which TF Serving passes on undecoded.
+_BASE64_TEXT = r"[A-Za-z0-9+/=\r\n]+"
+_BASE64_HINT = ('; the input is base64 text: send it as {"b64": "..."} in the JSON request so that the server '
+                'decodes it')
+
 # The report's thumbnails: at most this many pixels on the longer side, aspect kept.
 THUMBNAIL_PIXELS = 96
 
@@ -51,6 +57,40 @@ class ImageModality(Modality):
         return {feature_keys.TRANSFORMED_IMAGE_KEY: image_ops.decode_batch(
             raw, tuple(custom_config["image_size"]), custom_config["value_range"],
             custom_config.get("resize_method", "bilinear"), custom_config.get("aspect", "squash"))}
+
+    def model_input(self, transformed: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        return transformed[feature_keys.TRANSFORMED_IMAGE_KEY]
+
+    def keras_input(self, transformed_feature_spec: Mapping[str, Any]):
+        import tf_keras  # pylint: disable=import-outside-toplevel
+        shape = transformed_feature_spec[feature_keys.TRANSFORMED_IMAGE_KEY].shape
+        return tf_keras.Input(shape=tuple(int(s) for s in shape), name=feature_keys.TRANSFORMED_IMAGE_KEY)
+
+    def input_description(self, transformed_feature_spec: Mapping[str, Any]) -> Dict[str, Any]:
+        shape = transformed_feature_spec[feature_keys.TRANSFORMED_IMAGE_KEY].shape
+        return {"image_size": [int(shape[0]), int(shape[1])]}
+
+    def check_transformed(self, transformed_feature_spec: Mapping[str, Any], contract) -> Optional[str]:
+        produced = list(transformed_feature_spec[feature_keys.TRANSFORMED_IMAGE_KEY].shape)
+        expected = [*contract.image_size, contract.channels]
+        if produced == expected:
+            return None
+        return (f"Transform produces images of shape {produced} but the module expects {expected}. Rerun the "
+                "pipeline so that Transform picks up the module's contract, or set image_size in the config to the "
+                "module's input size")
+
+    def model_input_bytes(self, transformed_feature_spec: Mapping[str, Any]) -> int:
+        height, width, channels = transformed_feature_spec[feature_keys.TRANSFORMED_IMAGE_KEY].shape
+        return int(height) * int(width) * int(channels) * 4
+
+    def screen_serving_inputs(self, raw: tf.Tensor):
+        """Encoded images [batch] -> (image_ops.image_errors, plus a hint when the input is base64 text; the
+        bytes, refused images swapped for image_ops.PLACEHOLDER_IMAGE)."""
+        errors = image_ops.image_errors(raw)
+        scored = tf.equal(errors, "")
+        base64_text = tf.logical_and(tf.logical_not(scored), tf.strings.regex_full_match(raw, _BASE64_TEXT))
+        errors = tf.where(base64_text, errors + _BASE64_HINT, errors)
+        return errors, tf.where(scored, raw, image_ops.PLACEHOLDER_IMAGE)
 
     def augment(self, inputs: tf.Tensor, seed: int) -> tf.Tensor:
         """float32 [batch, height, width, 3] -> the same: a random 80-100% crop resized back, mirrored for about

@@ -22,10 +22,13 @@ def _built_in(name: str) -> Modality:
     if name == "image":
         from hubtfx.components.modality.image import ImageModality  # pylint: disable=import-outside-toplevel
         return ImageModality()
+    if name == "text":
+        from hubtfx.components.modality.text import TextModality  # pylint: disable=import-outside-toplevel
+        return TextModality()
     raise KeyError(name)
 
 
-_BUILT_IN_NAMES = ("image",)
+_BUILT_IN_NAMES = ("image", "text")
 _instances: Dict[str, Modality] = {}
 
 

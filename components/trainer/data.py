@@ -1,4 +1,4 @@
-"""Input pipelines: raw tf.Examples -> the Transform graph -> (image, label) batches.
+"""Input pipelines: raw tf.Examples -> the Transform graph -> (model input, label) batches.
 
 Transform runs with materialize=False (decoded float images would be ~20x the JPEG bytes on disk), so the
 Trainer applies the same Transform graph here that the exported model applies at serving time.
@@ -10,12 +10,15 @@ import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
 
 from hubtfx.components.common import feature_keys
+from hubtfx.components.modality import registry as modalities
 
 
 def transformed_dataset(file_patterns: List[str], data_accessor, tft_output: tft.TFTransformOutput,
-                        batch_size: int) -> tf.data.Dataset:
+                        batch_size: int, modality=None) -> tf.data.Dataset:
     """One pass over the examples in file order (unshuffled, so two passes see the same rows in the same order) as
-    (images [b, h, w, 3] float32, labels [b] int64), batched."""
+    (model input, labels [b] int64), batched; the model input is the modality's (Modality.model_input; image when
+    None): images [b, h, w, 3] float32, or a dict of text encoder inputs int64 [b, seq_length]."""
+    modality = modality or modalities.default_modality()
     raw = data_accessor.tf_dataset_factory(
         file_patterns,
         tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=False),
@@ -25,7 +28,7 @@ def transformed_dataset(file_patterns: List[str], data_accessor, tft_output: tft
 
     def apply_transform(raw_features):
         transformed = tft_layer(raw_features)
-        return (transformed[feature_keys.TRANSFORMED_IMAGE_KEY],
+        return (modality.model_input(transformed),
                 tf.reshape(transformed[feature_keys.TRANSFORMED_LABEL_KEY], [-1]))
 
     return raw.map(apply_transform, num_parallel_calls=tf.data.AUTOTUNE)

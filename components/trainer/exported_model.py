@@ -55,10 +55,13 @@ class ModelFacts:
     image_size: Optional[Tuple[int, int]] = None  # (height, width) in pixels, what the backbone is fed
     module_handle: str = ""
     module_sha256: str = ""
+    seq_length: Optional[int] = None  # texts: wordpieces per example, what the encoder is fed at most
+    modality: str = "image"  # the registry name of the inputs' modality (models without it take images)
 
     def to_json(self) -> dict:
-        return {"class_names": list(self.class_names),
+        return {"class_names": list(self.class_names), "modality": self.modality,
                 "image_size": list(self.image_size) if self.image_size else None,
+                "seq_length": self.seq_length,
                 "module": {"handle": self.module_handle, "sha256": self.module_sha256}}
 
     @classmethod
@@ -67,7 +70,8 @@ class ModelFacts:
         size = payload.get("image_size")
         return cls(class_names=tuple(payload.get("class_names", ())),
                    image_size=tuple(int(s) for s in size) if size else None,
-                   module_handle=module.get("handle", ""), module_sha256=module.get("sha256", ""))
+                   module_handle=module.get("handle", ""), module_sha256=module.get("sha256", ""),
+                   seq_length=payload.get("seq_length"), modality=payload.get("modality") or "image")
 
 
 def write_facts(export_dir: str, facts: ModelFacts) -> None:

@@ -3,8 +3,9 @@
 With feature levels (ModuleContract.feature_levels), the backbone layer is called with `return_levels=True`
 (through hub.KerasLayer's `arguments`) and the head reads the chosen levels concatenated in a fixed order.
 
-Fine-tuning selects backbone variables by name: modules built by hubtfx name them `stem/...`, `block_NN/...`,
-`head/...`, and the top K blocks are the K highest of those (head counts as the topmost block).
+Fine-tuning selects backbone variables by name: image modules built by hubtfx name them `stem/...`, `block_NN/...`,
+`head/...`, text encoders `embeddings/...` and `layer_NN/...` (the transformer layers); the top K blocks are the K
+highest of those (head counts as the topmost block, the stem or embeddings as the lowest).
 """
 import logging
 import re
@@ -25,13 +26,14 @@ autograph_rules.skip_tf_keras()  # before any Keras fit in this process: see aut
 LEVEL_ARGUMENTS = {"return_levels": True}
 CROSS_ENTROPY = artifact_files.HISTORY_CROSS_ENTROPY  # a metric: mean cross-entropy (nats), no L2 penalty
 
-_BLOCK_RE = re.compile(r"(?:^|/)block_(\d+)(?:/|_)")
+_BLOCK_RE = re.compile(r"(?:^|/)(?:block|layer)_(\d+)(?:/|_)")
 _HEAD_RE = re.compile(r"(?:^|/)head(?:/|_)")
-_STEM_RE = re.compile(r"(?:^|/)stem(?:/|_)")
+_STEM_RE = re.compile(r"(?:^|/)(?:stem|embeddings)(?:/|_)")
 
 
 def block_index(variable_name: str) -> Optional[int]:
-    """Position of a variable's block, bottom to top: stem -1, block_NN -> NN, head 10**6; None if unnamed."""
+    """Position of a variable's block, bottom to top: stem (or embeddings) -1, block_NN (or layer_NN) -> NN, head
+    10**6; None if unnamed."""
     match = _BLOCK_RE.search(variable_name)
     if match:
         return int(match.group(1))
@@ -130,11 +132,28 @@ def select_levels(outputs, levels: Sequence[str]) -> tf.Tensor:
     return chosen[0] if len(chosen) == 1 else tf_keras.layers.Concatenate(name="feature_levels")(chosen)
 
 
-def build_classifier(backbone: hub.KerasLayer, head: tf_keras.Model, image_size: Sequence[int],
-                     levels: Sequence[str] = (DEFAULT_LEVEL,)) -> tf_keras.Model:
-    """images float32 [b, h, w, 3] -> logits float32 [b, num_classes]."""
-    images = tf_keras.Input(shape=(int(image_size[0]), int(image_size[1]), 3), name="image")
-    return tf_keras.Model(images, head(select_levels(backbone(images), levels)), name="classifier")
+def image_spec(image_size: Sequence[int]) -> tf.TensorSpec:
+    """The model input spec of RGB images of `image_size` (height, width): float32 [batch, h, w, 3]."""
+    return tf.TensorSpec([None, int(image_size[0]), int(image_size[1]), 3], tf.float32)
+
+
+def keras_inputs(input_spec):
+    """tf_keras.Input(s) for a model input spec: one tf.TensorSpec [batch, ...] (named "image", the images'
+    input) or a dict of them (each named by its key, e.g. TF Hub's BERT encoder inputs)."""
+    if isinstance(input_spec, dict):
+        return {key: tf_keras.Input(shape=spec.shape[1:], dtype=spec.dtype, name=key)
+                for key, spec in sorted(input_spec.items())}
+    return tf_keras.Input(shape=input_spec.shape[1:], dtype=input_spec.dtype, name="image")
+
+
+def build_classifier(backbone: hub.KerasLayer, head: tf_keras.Model, input_spec,
+                     levels: Sequence[str] = (DEFAULT_LEVEL,), backbone_input=None) -> tf_keras.Model:
+    """The model input (see keras_inputs; images float32 [b, h, w, 3], or a dict of text encoder inputs) -> logits
+    float32 [b, num_classes]. backbone_input: maps the model input to what the backbone is called with
+    (Modality.backbone_input; the input itself when None)."""
+    inputs = keras_inputs(input_spec)
+    features = backbone(backbone_input(inputs) if backbone_input else inputs)
+    return tf_keras.Model(inputs, head(select_levels(features, levels)), name="classifier")
 
 
 def compile_classifier(model: tf_keras.Model, learning_rate) -> None:

@@ -13,7 +13,7 @@ import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
-from hubtfx.components.common import artifact_files, contract as module_contract, feature_keys
+from hubtfx.components.common import artifact_files, contract as module_contract
 from hubtfx.components.modality import registry as modalities
 from hubtfx.components.trainer import data, export, exported_model, model, stages
 from hubtfx.components.trainer import head as head_lib
@@ -47,18 +47,16 @@ def module_dir(base_model: str) -> str:
 
 
 def check_transform_matches_module(tft_output: tft.TFTransformOutput, module_path: str):
-    """Fails before training, naming both shapes, when Transform does not produce what the module expects."""
+    """The module's contract (None when it cannot be read: then the config is trusted, with a warning); fails before
+    training, naming both, when Transform does not produce what the module expects (Modality.check_transformed)."""
     try:
         expected = module_contract.read_contract(module_path)
     except module_contract.ContractError as e:
         logging.warning("Cannot check Transform's output against the module (%s); trusting the config.", e)
         return None
-    produced = tft_output.transformed_feature_spec()[feature_keys.TRANSFORMED_IMAGE_KEY].shape
-    if list(produced) != [expected.image_size[0], expected.image_size[1], expected.channels]:
-        raise ValueError(
-            f"Transform produces images of shape {list(produced)} but the module at {module_path} expects "
-            f"{[*expected.image_size, expected.channels]}. Rerun the pipeline so that Transform picks up the "
-            f"module's contract, or set image_size in the config to the module's input size.")
+    problem = modalities.modality_for(expected).check_transformed(tft_output.transformed_feature_spec(), expected)
+    if problem:
+        raise ValueError(f"{problem} (module {module_path}).")
     return expected
 
 
@@ -81,19 +79,20 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     module_path = module_dir(fn_args.base_model)
     contract = check_transform_matches_module(tft_output, module_path)
-    image_size = tft_output.transformed_feature_spec()[feature_keys.TRANSFORMED_IMAGE_KEY].shape[:2]
+    modality = modalities.modality_for(contract)
     class_names = read_class_names(fn_args.train_files)
     logging.info("Training a %d-class head on %s (%s)", len(class_names), module_path, ", ".join(class_names))
     # In file order, unshuffled: the validation slice is chosen by row, and stage 2 shuffles after decoding.
-    train = data.transformed_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, params.batch_size)
+    train = data.transformed_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, params.batch_size,
+                                     modality)
     with distribution_strategy().scope():
-        outcome = train_both_stages(train, module_path, image_size, len(class_names), params, fn_args.model_run_dir,
-                                    available_levels=contract.feature_levels if contract else (),
-                                    modality=modalities.modality_for(contract))
+        outcome = train_both_stages(train, module_path, len(class_names), params, fn_args.model_run_dir,
+                                    available_levels=contract.feature_levels if contract else (), modality=modality)
     write_history(fn_args.model_run_dir, outcome, class_names, module_path)
     module = (fn_args.custom_config or {}).get(exported_model.MODULE_CONFIG_KEY) or {}
     export.export_serving_model(outcome.classifier, tft_output, class_names, fn_args.serving_model_dir,
-                                module_handle=module.get("handle", ""), module_sha256=module.get("sha256", ""))
+                                module_handle=module.get("handle", ""), module_sha256=module.get("sha256", ""),
+                                modality=modality)
 
 
 def make_deterministic(seed: int) -> None:
@@ -116,19 +115,23 @@ class TrainingOutcome:
     stage2_candidate: Optional[tf_keras.Model] = None
 
 
-def train_both_stages(train: tf.data.Dataset, module_path: str, image_size, num_classes: int,
+def train_both_stages(train: tf.data.Dataset, module_path: str, num_classes: int,
                       params: TrainingParams, log_dir: str, available_levels=(), modality=None) -> TrainingOutcome:
     """Stage 1, then (if enabled and judgeable) stage 2; returns the classifier to export.
 
-    train: (images float32 [b, h, w, 3], labels int64 [b]) batches in a fixed order (read twice).
-    available_levels: the module's feature levels (ModuleContract.feature_levels); params.feature_levels says
-    which level sets stage 1's cross-validation may choose from. modality: the module's Modality, whose
-    augmentation stage 2 uses (image when None).
+    train: (model inputs, labels int64 [b]) batches in a fixed order (read twice); the model inputs are images
+    float32 [b, h, w, 3] or a dict of text encoder inputs (Modality.model_input), and the classifier takes the
+    same. available_levels: the module's feature levels (ModuleContract.feature_levels); params.feature_levels
+    says which level sets stage 1's cross-validation may choose from. modality: the module's Modality, whose
+    backbone_input the backbone is called with and whose augmentation stage 2 uses (image when None).
     """
+    modality = modality or modalities.default_modality()
+    input_spec = train.element_spec[0]
     started = time.perf_counter()
     candidates = level_candidates(available_levels, params.feature_levels)
     every_level = tuple(dict.fromkeys(name for levels in candidates for name in levels))
-    extract = stages.feature_extractor(model.frozen_backbone(module_path, every_level), train.element_spec[0])
+    extract = stages.feature_extractor(model.frozen_backbone(module_path, every_level), input_spec,
+                                       modality.backbone_input, every_level)
     features = stages.extract_features(train, extract)
     fit = head_lib.fit_head(features, num_classes, candidates, params.cv_folds, params.sklearn_class_weight,
                             params.seed)
@@ -137,7 +140,7 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, image_size, num_
         f"(accuracy {fit.cv_accuracy:.3f})" if fit.folds else f"levels {'+'.join(fit.levels)}, C {fit.c:g} "
         "(too few examples per class to cross-validate)"), seconds=time.perf_counter() - started)
     stage1_classifier = _classifier(model.frozen_backbone(module_path, fit.levels), fit, num_classes,
-                                    params.dropout, image_size)
+                                    params.dropout, input_spec, modality)
     logging.info("Stage 1: %s", stage1.outcome)
     if not params.fine_tune_enabled:
         stage1.outcome += "; stage 2 is off (fine_tune_blocks 0 or stage2_epochs 0)"
@@ -146,8 +149,8 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, image_size, num_
     held_out = stages.validation_rows(features.labels, params.validation_fraction, params.seed)
     if held_out.sum() < params.min_validation_examples:
         skipped = stages.StageResult("stage2", outcome=(
-            f"skipped: the validation slice would hold {int(held_out.sum())} images, fewer than "
-            f"{params.min_validation_examples}, too few to tell whether fine-tuning helps; add training images"))
+            f"skipped: the validation slice would hold {int(held_out.sum())} examples, fewer than "
+            f"{params.min_validation_examples}, too few to tell whether fine-tuning helps; add training examples"))
         logging.info("Stage 2 %s.", skipped.outcome)
         return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, skipped], "stage1")
 
@@ -162,15 +165,15 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, image_size, num_
     stage1_errors = int(np.sum(stage1_logits.argmax(axis=1) != validation_labels))
     if not stages.SignTest.could_reach(stage1_errors, params.stage2_significance):
         skipped = stages.StageResult("stage2", validation_examples=len(validation_rows), outcome=(
-            f"skipped: stage 1 misclassifies {stage1_errors} of the {len(validation_rows)} validation images, so "
+            f"skipped: stage 1 misclassifies {stage1_errors} of the {len(validation_rows)} validation examples, so "
             f"even a stage 2 that fixed all of them could not show a gain at stage2_significance "
-            f"{params.stage2_significance:g}; add training images"))
+            f"{params.stage2_significance:g}; add training examples"))
         logging.info("Stage 2 %s.", skipped.outcome)
         return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, skipped], "stage1")
     backbone = model.fine_tunable_backbone(module_path, params.fine_tune_blocks, fit.levels)
     # Stage 2 minimises stage 1's objective (same L2 on the head) while the top blocks move: without it, the head
     # drifts from the cross-validated optimum towards over-confidence on the fitting slice.
-    tuned = _classifier(backbone, fitting_fit, num_classes, params.dropout, image_size,
+    tuned = _classifier(backbone, fitting_fit, num_classes, params.dropout, input_spec, modality,
                         fitting_fit.l2_per_example(len(fitting_rows)))
     fitting, validation = stages.split_images(train, held_out, params.batch_size, params.seed)
     stage2 = stages.fine_tune(fitting, validation, tuned, backbone.selected_variable_names, params,
@@ -199,11 +202,11 @@ def level_candidates(available, choice: str):
     return candidates
 
 
-def _classifier(backbone, fit: head_lib.HeadFit, num_classes: int, dropout: float, image_size,
+def _classifier(backbone, fit: head_lib.HeadFit, num_classes: int, dropout: float, input_spec, modality,
                 kernel_l2: float = 0.0) -> tf_keras.Model:
     head = model.build_head(num_classes, dropout, fit.mean, fit.std, kernel_l2)
     model.set_head_weights(head, fit.kernel, fit.bias)
-    return model.build_classifier(backbone, head, image_size, fit.levels)
+    return model.build_classifier(backbone, head, input_spec, fit.levels, modality.backbone_input)
 
 
 def write_history(model_run_dir: str, outcome: TrainingOutcome, class_names, module_path) -> None:

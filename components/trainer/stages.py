@@ -129,16 +129,27 @@ def without_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
-def feature_extractor(backbone, image_spec: tf.TensorSpec):
-    """The frozen backbone as one tf.function for every batch size: images -> features, or a dict of levels.
+def feature_extractor(backbone, input_spec, backbone_input=None, levels: Optional[Sequence[str]] = None):
+    """The frozen backbone as one tf.function for every batch size: model inputs -> features, or a dict of levels.
 
+    input_spec: the model input's tf.TensorSpec [batch, ...] or a dict of them (the dataset's element_spec[0]).
+    backbone_input: Modality.backbone_input (the input itself when None). levels: the outputs kept when the backbone
+    returns a dict (a text encoder's also holds its sequence outputs, which stage 1 does not use); None: all.
     The signature leaves the batch dimension open, so a last, smaller batch reuses the one trace instead of
     tracing the Hub module again (about half a second each time for EfficientNet-Lite0). The backbone runs in a
     plain tf.function, not inside tf.data: tracing a Hub module in a dataset map is slow, and a distribution
     strategy can place a tf.function call but not a dataset map.
     """
-    spec = tf.TensorSpec([None, *image_spec.shape[1:]], image_spec.dtype)
-    return tf.function(lambda images: backbone(images, training=False), input_signature=[spec], autograph=False)
+    spec = tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape[1:]], s.dtype), input_spec)
+    adapt = backbone_input or (lambda inputs: inputs)
+
+    def extract(inputs):
+        outputs = backbone(adapt(inputs), training=False)
+        if isinstance(outputs, dict) and levels is not None:
+            return {name: outputs[name] for name in levels}
+        return outputs
+
+    return tf.function(extract, input_signature=[spec], autograph=False)
 
 
 def extract_features(images_and_labels: tf.data.Dataset, extract, split: str = "train") -> head_lib.Features:
@@ -153,8 +164,8 @@ def extract_features(images_and_labels: tf.data.Dataset, extract, split: str = "
     chunks: Dict[str, List[np.ndarray]] = {}
     labels: List[np.ndarray] = []
     count, started = 0, time.monotonic()
-    # On a terminal a bar counts the images; elsewhere a log line every _FEATURE_LOG_EVERY images does.
-    with progress.bar(None, f"[stage 1] {split} features", "image") as bar:
+    # On a terminal a bar counts the examples; elsewhere a log line every _FEATURE_LOG_EVERY images does.
+    with progress.bar(None, f"[stage 1] {split} features", "example") as bar:
         for images, batch_labels in without_autotuning(images_and_labels):
             outputs = extract(images)
             for name, value in (outputs.items() if isinstance(outputs, dict) else [(DEFAULT_LEVEL, outputs)]):
@@ -171,7 +182,7 @@ def extract_features(images_and_labels: tf.data.Dataset, extract, split: str = "
 
 
 def _log_feature_progress(split: str, count: int, started: float) -> None:
-    logging.info("[stage 1] %s features: %d images (%.1f images/s)", split, count,
+    logging.info("[stage 1] %s features: %d examples (%.1f examples/s)", split, count,
                  count / max(time.monotonic() - started, 1e-9))
 
 
@@ -314,14 +325,15 @@ def _warmup_cosine(peak: float, total_steps: int, warmup_fraction: float):
 
 
 def split_images(train: tf.data.Dataset, held_out: np.ndarray, batch_size: int, seed: int):
-    """(fitting batches, reshuffled every epoch; validation batches) of the decoded training images.
+    """(fitting batches, reshuffled every epoch; validation batches) of the decoded training examples (images, or
+    tokenized texts).
 
     `train` must yield the examples in the order held_out refers to (the order extract_features saw). Each
     slice is decoded once and kept in memory when it fits in IN_MEMORY_BYTES (decoding every epoch would make
     the input pipeline, not the backbone, the bottleneck on CPU); larger ones are decoded again each epoch.
     """
-    height, width, channels = train.element_spec[0].shape[1:]
-    in_memory = len(held_out) * height * width * channels * 4 <= IN_MEMORY_BYTES
+    example_bytes = sum(int(np.prod(spec.shape[1:])) * spec.dtype.size for spec in tf.nest.flatten(train.element_spec[0]))
+    in_memory = len(held_out) * example_bytes <= IN_MEMORY_BYTES
     mask = tf.constant(held_out)
     indexed = train.unbatch().enumerate()
 

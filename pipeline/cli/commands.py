@@ -62,16 +62,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not config.data_root and not os.path.isdir(config.resolved_data_root):
         print(f"Generating the sample dataset in {config.resolved_data_root} ...", flush=True)
         sample_data.generate_dataset(config.resolved_data_root, images_per_class=config.sample_images_per_class)
-    found = layout.scan_layout(config.resolved_data_root, use_spans=config.use_spans)
+    found = layout.scan_input(config.resolved_data_root, use_spans=config.use_spans)
     span = f" (span {found.span})" if found.span is not None else ""
-    counts = ", ".join(f"{name} {count}" for name, count in found.file_counts.items())
-    print(f"Data: {found.num_files} files in {len(found.class_names)} classes under {found.root}{span}: {counts}",
-          flush=True)
-    for note in found.name_notes():
-        print(f"Note: {note}", flush=True)
+    if isinstance(found, layout.TableLayout):
+        if config.modality != "text" and not config.hub_handle:
+            raise config_lib.ConfigError(f"{found.path} is a table of texts: add --modality text (or pass a text "
+                                         "module with --hub-handle).")
+        print(f"Data: the table {found.path}{span}, columns {config.text_column!r} (text) and "
+              f"{config.label_column!r} (label)", flush=True)
+    else:
+        counts = ", ".join(f"{name} {count}" for name, count in found.file_counts.items())
+        print(f"Data: {found.num_files} files in {len(found.class_names)} classes under {found.root}{span}: {counts}",
+              flush=True)
+        for note in found.name_notes():
+            print(f"Note: {note}", flush=True)
     print("Resolving the backbone module (built on first use, takes a few seconds) ...", flush=True)
     module = module_resolution.resolve(config)
-    print(f"Module: {module.path} (input {module.image_size[0]}x{module.image_size[1]})", flush=True)
+    print(f"Module: {module.path} (input: {module.input_description})", flush=True)
     summary = local_runner.run_local(config, module)
     print(summary.render(), flush=True)
     return EXIT_OK if summary.pushed or summary.push_skipped_reason else EXIT_NOT_BLESSED
@@ -97,12 +104,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from hubtfx.pipeline.serving import predict  # pylint: disable=import-outside-toplevel
     base = config_lib.PipelineConfig(output_dir=args.output, model_name=args.model_name)
     model_dir = args.model or predict.latest_version_dir(base.push_base_dir)
-    files = predict.list_images(args.images)
-    if not files:
-        raise config_lib.ConfigError(f"No image files found in {args.images}.")
+    files = predict.list_images(args.inputs)
+    texts = args.text or []
+    if not files and not texts:
+        raise config_lib.ConfigError(f"No files found in {args.inputs}." if args.inputs else
+                                     "Nothing to score: pass image or text files, folders, or --text \"...\".")
     print(f"Model: {model_dir}", file=sys.stderr)
-    with progress.bar(len(files), "Scoring", "image") as scoring:  # on a terminal only
-        results = predict.predict_files(model_dir, files, progress=scoring.update)
+    with progress.bar(len(files) + len(texts), "Scoring", "input") as scoring:  # on a terminal only
+        results = predict.predict_files(model_dir, files, progress=scoring.update, texts=texts)
     failed = 0
     for result in results:
         failed += result.error is not None
@@ -113,7 +122,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else:
             print(f"{result.file}\t{result.class_id}\t{result.class_name}\t{result.probability:.4f}")
     if failed:
-        print(f"{failed} of {len(files)} files could not be scored.", file=sys.stderr)
+        print(f"{failed} of {len(results)} inputs could not be scored.", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -166,11 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.set_defaults(handler=cmd_retrain)
 
     predict = commands.add_parser(
-        "predict", help="Classify images with the latest pushed model.",
-        description="Classify image files (or every file in the given folders) with the latest model pushed under "
-                    "the output folder. Prints file, class id, class name and probability per image; an "
-                    "unreadable image gets an error line and the others are still scored (exit code 1).")
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="Image files or folders.")
+        "predict", help="Classify images or texts with the latest pushed model.",
+        description="Classify files (or every file in the given folders) with the latest model pushed under the "
+                    "output folder: image files for an image model; .txt files, or texts given with --text, for a "
+                    "text model. Prints input, class id, class name and probability per input; an unreadable "
+                    "input gets an error line and the others are still scored (exit code 1).")
+    predict.add_argument("inputs", nargs="*", metavar="FILE", help="Image or text files, or folders of them.")
+    predict.add_argument("--text", action="append", metavar="TEXT",
+                         help='A text to classify with a text model (repeat for several): --text "some text".')
     predict.add_argument("--output", default=config_lib.DEFAULT_OUTPUT_DIR,
                          help="Output folder of the run whose pushed model to use [default: %(default)s].")
     predict.add_argument("--model-name", default=config_lib.PipelineConfig.model_name,

@@ -152,7 +152,8 @@ def local_module_path(config: PipelineConfig) -> str:
     fetched remote module, or the user's folder; each is checked to be complete before it is used."""
     handle = config.hub_handle
     if not handle:
-        return builder.build_module("feature_vector")
+        return builder.build_module(builder.TEXT_ENCODER if config.modality == module_contract.TEXT_MODALITY
+                                    else "feature_vector")
     if is_remote(handle):
         return fetch_remote(handle)
     path = os.path.abspath(os.path.expanduser(handle))
@@ -174,7 +175,26 @@ def resolve(config: PipelineConfig) -> ResolvedModule:
         raise TypeError(f"module_resolution.resolve needs a PipelineConfig, got a {type(config).__name__}.")
     path = local_module_path(config)
     vetting.vet_module(path, allow_unsafe_ops=config.allow_unsafe_module_ops)  # logs its outcome itself
-    return from_contract(path, builder.module_sha256(path), config)
+    module = from_contract(path, builder.module_sha256(path), config)
+    if module.preprocessor:
+        vetting.vet_module(module.preprocessor, allow_unsafe_ops=config.allow_unsafe_module_ops)
+    return module
+
+
+def preprocessor_path(encoder_path: str, contract: module_contract.ModuleContract) -> str:
+    """The folder of a text encoder's preprocessing model: the contract's `preprocessor`, absolute or relative to
+    the encoder's parent folder. Raises ConfigError when the contract names none or the folder is not a module."""
+    if not contract.preprocessor:
+        raise ConfigError(f"The text module {encoder_path} names no preprocessing model (`preprocessor` in its "
+                          f"{module_contract.CONTRACT_FILENAME}): hubtfx tokenizes texts only with the preprocessing "
+                          "model the encoder was trained with. Add its folder to the contract.")
+    path = os.path.join(os.path.dirname(os.path.normpath(encoder_path)), contract.preprocessor)
+    problem = integrity.find_problem(path)
+    if problem:
+        raise ModuleUnavailableError(f"The preprocessing model of {encoder_path} is not usable: {path} {problem}. "
+                                     "Rebuild the pair (hubtfx build-module --kind minilm_l6_encoder --force) or fix "
+                                     "the contract's `preprocessor`.")
+    return path
 
 
 def from_contract(path: str, sha256: str, config: PipelineConfig, read_from: str = "") -> ResolvedModule:
@@ -185,6 +205,16 @@ def from_contract(path: str, sha256: str, config: PipelineConfig, read_from: str
         modality = modalities.modality_for(contract).name
     except modalities.UnknownModalityError as e:
         raise ConfigError(f"Module {read_from or path}: {e}") from None
+    if config.modality and config.modality != modality:
+        raise ConfigError(f"--modality {config.modality} but the module {config.hub_handle or read_from or path} takes "
+                          f"{modality} inputs (its contract's `modality`): pick a {config.modality} module with "
+                          f"--hub-handle, or drop --modality.")
+    if modality == module_contract.TEXT_MODALITY:
+        preprocessor = preprocessor_path(read_from or path, contract)
+        return ResolvedModule(path=path, sha256=sha256, modality=modality, seq_length=contract.seq_length,
+                              preprocessor=os.path.join(os.path.dirname(os.path.normpath(path)),
+                                                        contract.preprocessor),
+                              preprocessor_sha256=builder.module_sha256(preprocessor))
     return ResolvedModule(
         path=path,
         sha256=sha256,

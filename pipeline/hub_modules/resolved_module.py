@@ -4,9 +4,9 @@ Kept apart from the config and from resolution so that any code may import it wi
 only `components/common`, which imports nothing of hubtfx.
 """
 import dataclasses
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
-from hubtfx.components.common.contract import DEFAULT_MODALITY
+from hubtfx.components.common.contract import DEFAULT_MODALITY, TEXT_MODALITY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,21 +19,42 @@ class ResolvedModule:
       module contract's.
     value_range, resize_method: from the module contract (how pixels are scaled and resized).
     modality: the registry name of the input modality the contract names (e.g. "image").
+    seq_length: texts: wordpieces per example (the contract's); None for images.
+    preprocessor, preprocessor_sha256: texts: the folder of the TF Hub preprocessing model the encoder was trained
+      with (as the pipeline's steps read it), and its content hash; "" for images.
     """
     path: str
     sha256: str
-    image_size: Tuple[int, int]
+    image_size: Optional[Tuple[int, int]] = None
     value_range: Tuple[float, float] = (0.0, 1.0)
     resize_method: str = "bilinear"
     modality: str = DEFAULT_MODALITY
+    seq_length: Optional[int] = None
+    preprocessor: str = ""
+    preprocessor_sha256: str = ""
 
     def __post_init__(self):
         # Normalised to tuples, so equal modules compare equal and the value stays hashable.
-        object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
+        if self.image_size is not None:
+            object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
         object.__setattr__(self, "value_range", tuple(self.value_range))  # as the contract has them: they reach
         # the Transform's custom_config verbatim
-        if not (self.path and self.sha256 and len(self.image_size) == 2):
-            raise ValueError(f"A ResolvedModule needs a path, a sha256 and an (height, width) image_size, got {self}.")
+        if not (self.path and self.sha256):
+            raise ValueError(f"A ResolvedModule needs a path and a sha256, got {self}.")
+        if self.modality == DEFAULT_MODALITY and len(self.image_size or ()) != 2:
+            raise ValueError(f"An image ResolvedModule needs an (height, width) image_size, got {self}.")
+        if self.modality == TEXT_MODALITY and not (self.seq_length and self.preprocessor and self.preprocessor_sha256):
+            raise ValueError(f"A text ResolvedModule needs seq_length, a preprocessor and its sha256, got {self}.")
+
+
+    @property
+    def input_description(self) -> str:
+        """What the module reads, for people: "224x224 images" or "texts, up to 128 wordpieces"."""
+        if self.modality == TEXT_MODALITY:
+            return f"texts, up to {self.seq_length} wordpieces"
+        if self.image_size:
+            return f"{self.image_size[0]}x{self.image_size[1]} images"
+        return f"{self.modality} inputs"
 
 
 def require(module: Any, where: str) -> "ResolvedModule":

@@ -20,6 +20,7 @@ from hubtfx.pipeline.reporting import timing as timing_lib
 class RunSummary:
     data_root: str = ""
     files_seen: int = 0
+    input_unit: str = "files"  # what files_seen counts: "rows" for a table of texts
     examples_written: int = 0
     skipped: List[Dict[str, str]] = dataclasses.field(default_factory=list)
     # Training and eval examples per class, in class-id order (see components/gate/coverage.py).
@@ -73,7 +74,7 @@ class RunSummary:
 
     def render(self) -> str:
         lines = ["", "hubtfx run summary",
-                 f"  data        {self.data_root}: {self.files_seen} files, {self.examples_written} used, "
+                 f"  data        {self.data_root}: {self.files_seen} {self.input_unit}, {self.examples_written} used, "
                  f"{len(self.skipped)} skipped"]
         lines += [f"                skipped {s.get('file')}: {s.get('reason')}" for s in self.skipped[:20]]
         if len(self.skipped) > 20:
@@ -157,18 +158,24 @@ def overall_accuracy(evaluation_uri: str) -> Optional[float]:
     return eval_results.overall_metrics(evaluation_uri)[0].get(eval_results.ACCURACY)
 
 
+def bundled_module_name(module: ResolvedModule) -> str:
+    """How the summary names the bundled module of the run's modality (no --hub-handle)."""
+    return "bundled all-MiniLM-L6-v2 text encoder" if module.modality == "text" else "bundled EfficientNet-Lite0"
+
+
 def summarize(config: PipelineConfig, module: ResolvedModule, connection_config) -> RunSummary:
     """What the latest run of `config`'s pipeline did, read from ML Metadata; `module` is the ResolvedModule the
     run used (its sha256 is shown)."""
     module = require(module, "run_summary.summarize")
     store = metadata_store.MetadataStore(connection_config)
     latest = latest_artifacts(store, config.pipeline_name)
-    summary = RunSummary(data_root=config.resolved_data_root, module=config.hub_handle or "bundled EfficientNet-Lite0",
+    summary = RunSummary(data_root=config.resolved_data_root, module=config.hub_handle or bundled_module_name(module),
                          module_sha256=module.sha256, accuracy_threshold=config.accuracy_threshold,
                          timing=timing_lib.from_metadata(store, config.pipeline_name))
     if "Examples" in latest:
         report = read_json(os.path.join(latest["Examples"].uri, artifact_files.INGESTION_REPORT_FILE))
         summary.files_seen = report.get("files_seen", 0)
+        summary.input_unit = "rows" if report.get("table") else "files"
         summary.examples_written = report.get("examples_written", 0)
         summary.skipped = report.get("skipped", [])
         training = [coverage_lib.read_ingestion(e.uri) for e in trained_examples(store, latest)]

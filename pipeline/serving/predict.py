@@ -1,13 +1,16 @@
 """`hubtfx predict`: score files with the latest model pushed to a serving folder.
 
 How a file becomes a model input is the model's modality's (hubtfx.components.modality): image files are passed
-as their bytes to the `image_bytes` signature.
+as their bytes to the `image_bytes` signature, text files (and texts given on the command line) as their text to
+the `text` signature.
 """
 import dataclasses
 import os
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional, Sequence
 
 import tensorflow as tf
+# A text model's Transform graph holds tensorflow_text's tokenizer ops: they must be registered before loading it.
+import tensorflow_text  # noqa: F401  pylint: disable=unused-import
 
 from hubtfx.components.modality import registry as modalities
 from hubtfx.components.pusher import serving
@@ -75,17 +78,30 @@ def _score_each(signature, modality, files: List[str], contents: List[bytes]) ->
     return results
 
 
-def predict_files(model_dir: str, files: List[str],
-                  progress: Callable[[int], object] = lambda done: None) -> List[Prediction]:
-    """One Prediction per file, in order; unreadable or undecodable files get an `error` instead of a class.
+def text_label(index: int, text: str, width: int = 40) -> str:
+    """How a text given on the command line is named in the results: `text N: <its first words>`."""
+    words = " ".join(text.split())
+    return f"text {index}: {words[:width]}{'...' if len(words) > width else ''}"
 
-    `progress` is called with the number of files finished since its last call (e.g. a progress bar's update).
+
+def predict_files(model_dir: str, files: List[str],
+                  progress: Callable[[int], object] = lambda done: None,
+                  texts: Sequence[str] = ()) -> List[Prediction]:
+    """One Prediction per file, then one per text of `texts` (for a text model; named by text_label), in order;
+    unreadable or undecodable inputs get an `error` instead of a class.
+
+    `progress` is called with the number of inputs finished since its last call (e.g. a progress bar's update).
+    Raises ConfigError when `texts` are given to a model that does not take texts.
     """
     loaded = tf.saved_model.load(model_dir)
     modality = modalities.modality_for_model(loaded)
     signature = modality.serving_signature(loaded)
     results = {}
     readable = []
+    if texts and modality.name != "text":
+        raise ConfigError(f"--text needs a text model; {model_dir} takes {modality.name} inputs: pass files.")
+    labels = [text_label(i, t) for i, t in enumerate(texts, start=1)]
+    readable += [(label, text.encode("utf-8")) for label, text in zip(labels, texts)]
     for file in files:
         content, error = None, modality.file_refusal(file)
         if error is None:
@@ -103,4 +119,4 @@ def predict_files(model_dir: str, files: List[str],
             scored = _score_each(signature, modality, batch_files, batch_contents)
         results.update({p.file: p for p in scored})
         progress(len(scored))
-    return [results[f] for f in files]
+    return [results[f] for f in [*labels, *files]]

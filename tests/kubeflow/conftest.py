@@ -35,6 +35,12 @@ def kubeflow_spec(tmp_path_factory, feature_vector_module):
 
 
 @pytest.fixture(scope="session")
+def text_vertex_spec(tmp_path_factory):
+    """(path, text, dict) of a Vertex spec of the text pipeline (the bundled text pair)."""
+    return compile_with_cli(tmp_path_factory, "vertex", "text.json", "--modality", "text")
+
+
+@pytest.fixture(scope="session")
 def image() -> str:
     return IMAGE
 

@@ -90,6 +90,22 @@ def test_module_is_read_from_the_image_with_the_local_builds_identity(vertex_spe
         runner.IMAGE_SCHEMA_PATH
 
 
+def test_a_text_pipeline_reads_the_text_pair_and_the_text_schema_from_the_image(text_vertex_spec, module_cache):
+    _, text, spec = text_vertex_spec
+    encoder = builder.build_module(builder.TEXT_ENCODER, cache_dir=module_cache)
+    importer = executors(spec)["hub_module_executor"]["importer"]
+    preprocessor = runner.posixpath.join(runner.posixpath.dirname(runner.IMAGE_TEXT_MODULE_DIR),
+                                         builder.module_name(builder.TEXT_PREPROCESSOR))
+    assert importer["artifactUri"]["constant"] == runner.IMAGE_TEXT_MODULE_DIR
+    assert importer["metadata"]["sha256"] == builder.module_sha256(encoder)
+    assert importer["metadata"]["preprocessor"] == preprocessor
+    transform = json.loads(task_parameter(spec, "Transform", "custom_config")["runtimeValue"]["constant"])
+    assert (transform["modality"], transform["preprocessor"], transform["seq_length"]) == ("text", preprocessor, 128)
+    assert task_parameter(spec, "ImportSchemaGen", "schema_file")["runtimeValue"]["constant"].endswith(
+        "/schemas/text_schema.pbtxt")
+    assert runner.find_leaks(text) == []
+
+
 # ------------------------------------------------------------------------------------------- runtime parameters
 def test_runtime_parameters_have_defaults_and_feed_the_components(vertex_spec):
     spec = vertex_spec[2]

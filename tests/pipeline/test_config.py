@@ -67,9 +67,12 @@ def test_an_unknown_training_key_is_an_error_not_ignored():
 
 def test_the_resolved_module_is_no_part_of_the_config():
     """The module resolution determines travels as a ResolvedModule, not in the config: nobody can set it, and a
-    config cannot be half resolved."""
+    config cannot be half resolved. (The config's `modality` is the user's request, empty by default; the module's
+    modality is the ResolvedModule's, and resolution refuses a module whose contract says otherwise.)"""
     names = {f.name for f in dataclasses.fields(config_lib.PipelineConfig)}
-    assert not names & {"module_path", "module_sha256", "value_range", "resize_method", "modality", "schema_path"}
+    assert not names & {"module_path", "module_sha256", "value_range", "resize_method", "schema_path",
+                        "preprocessor", "seq_length"}
+    assert config_lib.PipelineConfig().modality == ""
     assert {f.name for f in config_lib.user_fields()} == names
     with pytest.raises(ConfigError):
         config_lib.from_mapping({"module_sha256": "abc"})

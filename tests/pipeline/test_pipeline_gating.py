@@ -61,5 +61,9 @@ def test_the_pipeline_refuses_a_missing_module_argument_and_swapped_arguments(bu
 def test_a_resolved_module_is_frozen_and_complete():
     with pytest.raises(dataclasses.FrozenInstanceError):
         MODULE.path = "/other"  # pylint: disable=assigning-non-slot
-    with pytest.raises(ValueError, match="needs a path, a sha256"):
+    with pytest.raises(ValueError, match="needs a path and a sha256"):
         ResolvedModule(path="", sha256="abc", image_size=(32, 32))
+    with pytest.raises(ValueError, match="image ResolvedModule needs an"):
+        ResolvedModule(path="/m", sha256="abc")
+    with pytest.raises(ValueError, match="text ResolvedModule needs seq_length, a preprocessor"):
+        ResolvedModule(path="/m", sha256="abc", modality="text", seq_length=128)

@@ -37,7 +37,7 @@ def test_unstructured_names_fall_back_to_the_last_variables_and_log(caplog):
 
 def test_partially_trainable_layer_trains_only_the_top_blocks(tiny_module):
     backbone = model.fine_tunable_backbone(tiny_module, blocks=2)
-    classifier = model.build_classifier(backbone, model.build_head(3, 0.0), (32, 32))
+    classifier = model.build_classifier(backbone, model.build_head(3, 0.0), model.image_spec((32, 32)))
     trainable = {w.name for w in backbone.trainable_weights}
     assert trainable and all(n.startswith(("head/", "block_03/")) for n in trainable)
     assert not any("moving_" in n for n in trainable)

@@ -54,13 +54,13 @@ def test_the_feature_pass_shows_a_bar_on_a_terminal_and_log_lines_elsewhere(term
     lines = [r.getMessage() for r in caplog.records if "train features" in r.getMessage()]
     err = capsys.readouterr().err
     if terminal:  # the bar counts; one closing line stays in the log
-        assert "[stage 1] train features" in err and "image/s" in err
-        assert [line.split(" (")[0] for line in lines] == ["[stage 1] train features: 21 images"]
+        assert "[stage 1] train features" in err and "example/s" in err
+        assert [line.split(" (")[0] for line in lines] == ["[stage 1] train features: 21 examples"]
     else:
         assert "\r" not in err
         assert [line.split(" (")[0] for line in lines] == [
-            "[stage 1] train features: 8 images", "[stage 1] train features: 16 images",
-            "[stage 1] train features: 21 images"]
+            "[stage 1] train features: 8 examples", "[stage 1] train features: 16 examples",
+            "[stage 1] train features: 21 examples"]
 
 
 def test_one_trace_serves_every_batch_size(tiny_module):
@@ -105,7 +105,7 @@ def _params(**overrides) -> TrainingParams:
 
 def test_a_diverging_stage_2_is_rolled_back_to_stage_1(tmp_path, tiny_module):
     levels = contract.read_contract(tiny_module).feature_levels
-    outcome = run.train_both_stages(_images(60, 8), tiny_module, (32, 32), 3, _params(stage2_learning_rate=1e3),
+    outcome = run.train_both_stages(_images(60, 8), tiny_module, 3, _params(stage2_learning_rate=1e3),
                                     str(tmp_path), levels)
     stage1, stage2 = outcome.stages
     assert outcome.chosen == "stage1" and stage2.best_epoch == 0
@@ -116,10 +116,10 @@ def test_a_diverging_stage_2_is_rolled_back_to_stage_1(tmp_path, tiny_module):
 
 
 def test_stage_2_is_skipped_with_a_reason_when_the_validation_slice_is_too_small(tmp_path, tiny_module):
-    outcome = run.train_both_stages(_images(12, 4), tiny_module, (32, 32), 3, _params(min_validation_examples=10),
+    outcome = run.train_both_stages(_images(12, 4), tiny_module, 3, _params(min_validation_examples=10),
                                     str(tmp_path), ())
     assert outcome.chosen == "stage1"
-    assert outcome.stages[1].outcome.startswith("skipped: the validation slice would hold 3 images")
+    assert outcome.stages[1].outcome.startswith("skipped: the validation slice would hold 3 examples")
 
 
 def test_the_sign_test_counts_only_the_images_the_stages_disagree_on():
@@ -134,7 +134,7 @@ def test_the_sign_test_counts_only_the_images_the_stages_disagree_on():
 
 
 def test_stage_2_is_not_judged_when_no_gain_could_be_significant(tmp_path, tiny_module):
-    outcome = run.train_both_stages(_images(60, 8), tiny_module, (32, 32), 3,
+    outcome = run.train_both_stages(_images(60, 8), tiny_module, 3,
                                     _params(stage2_significance=1e-9), str(tmp_path), ())
     stage1, stage2 = outcome.stages
     assert outcome.chosen == "stage1" and outcome.classifier is outcome.stage1_classifier
@@ -159,10 +159,10 @@ def test_stage_2_is_kept_only_when_it_passes_the_sign_test():
 
 def test_the_same_data_and_seed_give_the_same_model(tmp_path, tiny_module):
     run.make_deterministic(0)
-    first = run.train_both_stages(_images(45, 8), tiny_module, (32, 32), 3, _params(augment=True),
+    first = run.train_both_stages(_images(45, 8), tiny_module, 3, _params(augment=True),
                                   str(tmp_path / "a"), ("block_02", "block_03"))
     run.make_deterministic(0)
-    second = run.train_both_stages(_images(45, 8), tiny_module, (32, 32), 3, _params(augment=True),
+    second = run.train_both_stages(_images(45, 8), tiny_module, 3, _params(augment=True),
                                    str(tmp_path / "b"), ("block_02", "block_03"))
     assert first.chosen == second.chosen and first.head_fit.c == second.head_fit.c
     assert first.stages[1].history == second.stages[1].history
