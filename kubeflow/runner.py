@@ -108,6 +108,12 @@ def check_cluster_settings(config: PipelineConfig, target: str, allow_local_path
     if target not in TARGETS:
         raise ConfigError(f"Unknown target {target!r}; use one of {TARGETS}.")
     platform_names.check_target(config, target)
+    if config.data_root and os.path.splitext(config.data_root.rstrip("/"))[1].lower() in (".csv", ".tsv"):
+        # TFX's own ExampleGen driver, which the cluster runs, fingerprints <data root>/*/*: a table is invisible to
+        # it, so the run would fail (or, with spans, find no span) and a changed table would never re-run.
+        raise ConfigError(f"data_root {config.data_root!r} is a table of texts: on {target} the data must be class "
+                          "folders of .txt files (TFX's own ExampleGen driver cannot see a table there). Split it into "
+                          "<class>/<n>.txt files, or train locally with `hubtfx run`.")
     if allow_local_paths:
         if not config.data_root:
             raise ConfigError("Set --data-root to the image folder the dry run reads.")
@@ -166,10 +172,9 @@ def resolve_module_for_cluster(config: PipelineConfig, allow_local_paths: bool =
         return module_resolution.resolve(config)
     handle = config.hub_handle
     if not handle:
-        text = config.modality == TEXT_MODALITY
-        local = builder.build_module(builder.TEXT_ENCODER if text else "feature_vector")
-        return module_resolution.from_contract(IMAGE_TEXT_MODULE_DIR if text else IMAGE_MODULE_DIR,
-                                               builder.module_sha256(local), config, read_from=local)
+        local = builder.build_module(builder.bundled(config.modality).kind)
+        in_image = IMAGE_TEXT_MODULE_DIR if config.modality == TEXT_MODALITY else IMAGE_MODULE_DIR
+        return module_resolution.from_contract(in_image, builder.module_sha256(local), config, read_from=local)
     if handle.startswith("gs://"):
         return dataclasses.replace(module_resolution.resolve(config), path=handle)
     raise ConfigError(f"--hub-handle {handle!r} is not readable by the cluster's steps. Copy the module folder to "

@@ -13,6 +13,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import yaml
 
 from hubtfx.components.common import artifact_files, feature_keys
+from hubtfx.components.common.contract import TEXT_MODALITY
 from hubtfx.components.modality import registry as modalities
 from hubtfx.components.trainer.params import TrainingParams
 from hubtfx.components.transform.policies import ASPECT_POLICIES
@@ -47,7 +48,8 @@ class PipelineConfig:
                                       "one): the header of the text column.", "data")
     label_column: str = _field(feature_keys.DEFAULT_LABEL_COLUMN, "Texts in a table: the header of the label column (its values are the class "
                                         "names).", "data")
-    sample_images_per_class: int = _field(30, "Images per class when generating the sample data.", "data")
+    sample_images_per_class: int = _field(30, "Images (or, with --modality text, notes) per class when generating "
+                                                 "the sample data.", "data")
 
     # --- backbone module ---
     hub_handle: str = _field("", "TF Hub module: local SavedModel folder, tfhub.dev/Kaggle URL or gs:// path. "
@@ -151,7 +153,9 @@ class PipelineConfig:
 
     @property
     def resolved_data_root(self) -> str:
-        return self.data_root or os.path.join(self.output_dir, "sample_data")
+        """The data root, or the generated sample data's folder (images, or notes with modality text)."""
+        sample = "sample_texts" if self.modality == TEXT_MODALITY else "sample_data"
+        return self.data_root or os.path.join(self.output_dir, sample)
 
     @property
     def label_map_path(self) -> str:

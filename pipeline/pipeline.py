@@ -15,6 +15,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from hubtfx.components.common import feature_keys
+from hubtfx.components.common.contract import DEFAULT_MODALITY, TEXT_MODALITY
 from hubtfx.components.evaluator.component import ComparingEvaluator
 from hubtfx.components.example_gen.component import ImageFolderExampleGen
 from hubtfx.components.gate.component import AnomalyGate
@@ -23,6 +24,7 @@ from hubtfx.components.trainer import exported_model
 from hubtfx.components.trainer.params import CODE_KEY
 from hubtfx.components.transform import preprocessing
 from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.hub_modules import builder
 from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule, require
 from hubtfx import schemas
 
@@ -32,11 +34,10 @@ RUN_FN = "hubtfx.components.trainer.run.run_fn"
 # also applies the graph preprocessing_fn built, so an edit to Transform's code re-runs it too.
 TRANSFORM_CODE = (PREPROCESSING_FN.rpartition(".")[0],)
 TRAINER_CODE = (RUN_FN.rpartition(".")[0], *TRANSFORM_CODE)
-DEFAULT_HANDLE_NAME = "hubtfx:efficientnet_lite0/feature_vector"
-DEFAULT_TEXT_HANDLE_NAME = "hubtfx:minilm_l6/encoder"
 CURATED_SCHEMA = os.path.join(schemas.SCHEMA_DIR, "schema.pbtxt")
 # The curated schema of each modality's examples (the raw feature differs); image's is CURATED_SCHEMA.
-CURATED_SCHEMAS = {"image": CURATED_SCHEMA, "text": os.path.join(schemas.SCHEMA_DIR, "text_schema.pbtxt")}
+CURATED_SCHEMAS = {DEFAULT_MODALITY: CURATED_SCHEMA,
+                   TEXT_MODALITY: os.path.join(schemas.SCHEMA_DIR, "text_schema.pbtxt")}
 
 
 def _module_file(module: str):
@@ -155,14 +156,14 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 
 def default_handle_name(module: ResolvedModule) -> str:
     """How the lineage names the bundled module of the run's modality (no --hub-handle)."""
-    return DEFAULT_TEXT_HANDLE_NAME if module.modality == "text" else DEFAULT_HANDLE_NAME
+    return builder.bundled(module.modality).handle
 
 
 def transform_custom_config(config: PipelineConfig, module: ResolvedModule) -> Dict:
     """Transform's custom_config: the modality, what its preprocessing needs from the module's contract (images:
     size, value range, resize method and the user's aspect policy; texts: the preprocessing model and sequence
     length; the preprocessing model's sha256 too, so that a changed one re-runs Transform) and the code fingerprint."""
-    if module.modality == "text":
+    if module.modality == TEXT_MODALITY:
         inputs = {"preprocessor": module.preprocessor, "preprocessor_sha256": module.preprocessor_sha256,
                   "seq_length": module.seq_length}
     else:

@@ -10,8 +10,6 @@ from typing import Any, Dict, List
 
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
-# A text model's Transform graph holds tensorflow_text's tokenizer ops: they must be registered before TFMA loads it.
-import tensorflow_text  # noqa: F401  pylint: disable=unused-import
 from tfx import types
 from tfx.components.evaluator import executor as tfx_evaluator_executor
 from tfx.types import artifact_utils, standard_component_specs

@@ -520,7 +520,7 @@ def _log_skipped(report: Dict[str, Any]) -> None:
                         report["table"], "\n".join(f"  line {r['row']}: {r['reason']}" for r in report["skipped"]))
     elif report["skipped"]:
         logging.warning(
-            "Skipped %d of %d files that cannot be decoded as images:\n%s",
+            "Skipped %d of %d files (see why below):\n%s",
             len(report["skipped"]),
             report["files_seen"],
             "\n".join(f"  {record['file']}: {record['reason']}" for record in report["skipped"]),
@@ -541,7 +541,7 @@ def _fail_on_classes_without_images(report: Dict[str, Any], root: str, accepted:
     if unusable:
         raise layout_lib.DataLayoutError(
             f"class folder(s) {unusable} under {root!r} have no {accepted}; see "
-            f"the skipped files in {artifact_files.INGESTION_REPORT_FILE} of the Examples artifact. Add valid images or remove "
-            "the folder(s)."
+            f"the skipped files in {artifact_files.INGESTION_REPORT_FILE} of the Examples artifact. Add files that are, or "
+            "remove the folder(s)."
         )
 

@@ -195,6 +195,8 @@ def read_table(path: str, text_column: str = DEFAULT_TEXT_COLUMN,
     if header is None:
         raise layout_lib.DataLayoutError(f"table {path!r} is empty: write a header row naming the columns "
                                          f"(e.g. {text_column!r} and {label_column!r}), then one row per text.")
+    if header.error:
+        raise layout_lib.DataLayoutError(f"table {path!r}: the header row (line {header.first_line}) {header.error}.")
     text_index, label_index = column_indexes(header.fields, text_column, label_column, path)
     judged = [_judge(record, len(header.fields), text_index, label_index, text_column, label_column)
               for record in records]
@@ -224,6 +226,10 @@ def column_indexes(header: List[str], text_column: str, label_column: str, path:
     for role, column in (("text", text_column), ("label", label_column)):
         found = [index for index, name in enumerate(names) if name == column.strip()]
         if not found:
+            if len(names) == 1 and ";" in names[0]:
+                raise layout_lib.DataLayoutError(
+                    f"table {path!r} looks semicolon-separated (its header is the one column {names[0]!r}): save it "
+                    "comma-separated (Excel: 'CSV UTF-8 (Comma delimited)') or tab-separated as .tsv.")
             raise layout_lib.DataLayoutError(
                 f"table {path!r} has no {role} column {column!r}; its header has the columns {names}. Name the "
                 f"table's text column with --text-column and its label column with --label-column "
@@ -246,6 +252,7 @@ class _Record:
     first_line: int
     last_line: int
     fields: List[str]
+    error: str = ""  # why the csv module could not parse it (strict quoting), "" for a parsed record
 
 
 def _read_bytes(path: str) -> bytes:
@@ -280,12 +287,16 @@ def _field_bytes(field: str) -> bytes:
 def _records(text: str, delimiter: str, path: str) -> Iterator[_Record]:
     """The csv records of `text` with the lines each spans; blank lines are skipped.
 
-    Raises:
-      layout.DataLayoutError: the csv module cannot parse a line (not expected with the dialect used here).
+    A CSV is read with strict quoting: a quote that opens a field must close it (`"Great" movie` is an error, which
+    the default lenient mode would silently turn into `Great movie`); such a record comes back with its `error` and
+    reading goes on with the next line. A TSV has no quoting convention (IANA text/tab-separated-values: fields
+    hold no tab nor line break), so its quotes are text, kept as written.
     """
+    del path
     csv.field_size_limit(max(csv.field_size_limit(), _FIELD_SIZE_LIMIT))
+    quoting = {"quoting": csv.QUOTE_NONE} if delimiter == "\t" else {"strict": True}
     # newline="": line breaks inside quoted fields stay as written, and line_num counts \r\n, \n and \r lines.
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, **quoting)
     previous = 0
     while True:
         try:
@@ -293,7 +304,11 @@ def _records(text: str, delimiter: str, path: str) -> Iterator[_Record]:
         except StopIteration:
             return
         except csv.Error as err:
-            raise layout_lib.DataLayoutError(f"table {path!r}: cannot parse line {previous + 1}: {err}") from None
+            yield _Record(previous + 1, reader.line_num, [], error=(
+                f"cannot be read as CSV ({err}): a field that starts with a quote must end with it, and a quote "
+                "inside a quoted field is written twice (\"\"); fix the quoting, or delete the row"))
+            previous = reader.line_num
+            continue
         if fields:
             yield _Record(previous + 1, reader.line_num, fields)
         previous = reader.line_num
@@ -304,6 +319,14 @@ def _judge(record: _Record, header_size: int, text_index: int, label_index: int,
     """(Row or SkippedRow, the row's label as written or None when it has no readable label) of one record;
     the Row's duplicates are judged later, against the other rows (`_resolve_repeats`)."""
     line = record.first_line
+    if record.error:
+        if record.last_line > record.first_line:
+            # An unclosed quote took the following lines (rows) into this record: the user must see the range.
+            return SkippedRow(line, None, FIELDS, (
+                f"lines {record.first_line}-{record.last_line}, read as one record, so any rows on lines "
+                f"{record.first_line + 1}-{record.last_line} are in it too: {record.error} (a quote opened on line "
+                f"{record.first_line} is not closed?)")), None
+        return SkippedRow(line, None, FIELDS, record.error), None
     if len(record.fields) != header_size:
         return SkippedRow(line, None, FIELDS, _field_count_reason(record, header_size)), None
     label_bytes = _field_bytes(record.fields[label_index])

@@ -6,8 +6,8 @@ module's contract names; a new kind of input is one subclass plus its tests, not
   stage        method                    in -> out
   ExampleGen   file_refusal, parse_file  a file's path / bytes -> the raw feature value, or why it is skipped
   Transform    preprocess                raw feature [batch] string -> the model's input tensors
-  Trainer      model_input, keras_input  transformed features -> the model's input (a tensor or a dict of them);
-               backbone_input            the Keras inputs of the classifier; what the backbone is called with
+  Trainer      model_input               transformed features -> the model's input (a tensor or a dict of them)
+               backbone_input            the model's input -> what the backbone is called with
                check_transformed         whether Transform's output is what the module expects
                augment                   a batch of model inputs -> the same, randomly altered (stage 2 only)
   export       screen_serving_inputs     raw inputs -> which ones the raw-input signature refuses, and why
@@ -72,10 +72,6 @@ class Modality(abc.ABC):
         """Transform's outputs {name: tf.Tensor [batch, ...]} -> the classifier's input: one tensor, or a dict."""
         raise NotImplementedError(_not_implemented(self, "model_input"))
 
-    def keras_input(self, transformed_feature_spec: Mapping[str, Any]) -> Any:
-        """TFT's transformed feature spec -> the tf_keras.Input(s) of the classifier, in model_input's structure."""
-        raise NotImplementedError(_not_implemented(self, "keras_input"))
-
     def backbone_input(self, model_input: Any) -> Any:
         """The classifier's input -> what the backbone (hub.KerasLayer) is called with; the input itself by default."""
         return model_input
@@ -89,11 +85,6 @@ class Modality(abc.ABC):
         a message naming both and the fix."""
         raise NotImplementedError(_not_implemented(self, "check_transformed"))
 
-    def model_input_bytes(self, transformed_feature_spec: Mapping[str, Any]) -> int:
-        """Bytes of one example's model input in memory (stage 2 caches them when they fit)."""
-        raise NotImplementedError(_not_implemented(self, "model_input_bytes"))
-
-    @abc.abstractmethod
     def augment(self, inputs: Any, seed: int) -> Any:
         """A batch of transformed model inputs (tf.Tensor [batch, ...]) -> the same shape and dtype, randomly
         altered for stage 2's fine-tuning; return `inputs` unchanged when the modality has no augmentation.

@@ -61,11 +61,6 @@ class ImageModality(Modality):
     def model_input(self, transformed: Mapping[str, tf.Tensor]) -> tf.Tensor:
         return transformed[feature_keys.TRANSFORMED_IMAGE_KEY]
 
-    def keras_input(self, transformed_feature_spec: Mapping[str, Any]):
-        import tf_keras  # pylint: disable=import-outside-toplevel
-        shape = transformed_feature_spec[feature_keys.TRANSFORMED_IMAGE_KEY].shape
-        return tf_keras.Input(shape=tuple(int(s) for s in shape), name=feature_keys.TRANSFORMED_IMAGE_KEY)
-
     def input_description(self, transformed_feature_spec: Mapping[str, Any]) -> Dict[str, Any]:
         shape = transformed_feature_spec[feature_keys.TRANSFORMED_IMAGE_KEY].shape
         return {"image_size": [int(shape[0]), int(shape[1])]}
@@ -78,10 +73,6 @@ class ImageModality(Modality):
         return (f"Transform produces images of shape {produced} but the module expects {expected}. Rerun the "
                 "pipeline so that Transform picks up the module's contract, or set image_size in the config to the "
                 "module's input size")
-
-    def model_input_bytes(self, transformed_feature_spec: Mapping[str, Any]) -> int:
-        height, width, channels = transformed_feature_spec[feature_keys.TRANSFORMED_IMAGE_KEY].shape
-        return int(height) * int(width) * int(channels) * 4
 
     def screen_serving_inputs(self, raw: tf.Tensor):
         """Encoded images [batch] -> (image_ops.image_errors, plus a hint when the input is base64 text; the

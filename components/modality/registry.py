@@ -100,6 +100,21 @@ def modality_for_model(loaded) -> Modality:
         f"{sorted(loaded.signatures)}. Was it exported by hubtfx?")
 
 
+def import_built_ins() -> None:
+    """Imports every built-in modality: their modules register the custom ops their Transform graphs hold
+    (tensorflow_text's tokenizer ops for text), which TensorFlow needs before it can load such a graph or a model
+    that embeds one. Call it in any process that loads an exported model or a Transform graph of unknown modality."""
+    for name in _BUILT_IN_NAMES:
+        modality_named(name)
+
+
+def load_model(path: str):
+    """tf.saved_model.load(path) of an exported hubtfx model, whatever its modality (see import_built_ins)."""
+    import_built_ins()
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    return tf.saved_model.load(path)
+
+
 def default_modality() -> Modality:
     """The image modality, for callers that have neither a contract nor a model to ask."""
     return modality_named(DEFAULT_MODALITY)

@@ -19,6 +19,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import markupsafe
 import tensorflow as tf
+# Registers the tokenizer ops (NormalizeUTF8, WordpieceTokenizeWithOffsets, ...) that a text Transform graph and a
+# text model hold: without them no process can load either.
+import tensorflow_text  # noqa: F401  pylint: disable=unused-import
 
 from hubtfx.components.common import feature_keys
 from hubtfx.components.modality.base import Modality
@@ -97,7 +100,6 @@ class TextModality(Modality):
         """Texts string [batch] -> {input_word_ids, input_mask, input_type_ids}: int64 [batch, seq_length] each
         (int64: the dtype tf.Example and TFT's schemas know), from the module's preprocessing model."""
         import tensorflow_hub as hub  # pylint: disable=import-outside-toplevel
-        import tensorflow_text  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import  (its ops)
         import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
         path, seq_length = custom_config[PREPROCESSOR_KEY], int(custom_config[SEQ_LENGTH_KEY])
         # Tracked, so that TFT saves the preprocessing model's tables and functions into the Transform graph.
@@ -108,11 +110,6 @@ class TextModality(Modality):
 
     def model_input(self, transformed: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         return {key: transformed[key] for key in feature_keys.TEXT_MODEL_INPUT_KEYS}
-
-    def keras_input(self, transformed_feature_spec: Mapping[str, Any]):
-        import tf_keras  # pylint: disable=import-outside-toplevel
-        return {key: tf_keras.Input(shape=tuple(transformed_feature_spec[key].shape), dtype=tf.int64, name=key)
-                for key in feature_keys.TEXT_MODEL_INPUT_KEYS}
 
     def backbone_input(self, model_input):
         return trim_to_longest(model_input)
@@ -132,9 +129,6 @@ class TextModality(Modality):
         """No augmentation: word dropping or swapping changes what a short text means."""
         del seed
         return inputs
-
-    def model_input_bytes(self, transformed_feature_spec: Mapping[str, Any]) -> int:
-        return sum(8 * int(transformed_feature_spec[key].shape[0]) for key in feature_keys.TEXT_MODEL_INPUT_KEYS)
 
     # ---- serving ---------------------------------------------------------------------------------------------
     def screen_serving_inputs(self, raw: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -162,9 +156,6 @@ class TextModality(Modality):
             return None, reason
         return self.parse_file(content)
 
-    def texts(self, values: Sequence[str]) -> Sequence[bytes]:
-        """Command-line texts (str) -> the raw values predict passes on."""
-        return [v.encode("utf-8") for v in values]
 
 
 def _is_valid_utf8(raw: tf.Tensor) -> tf.Tensor:

@@ -10,6 +10,7 @@ from typing import List, Optional
 
 from absl import logging as absl_logging
 
+from hubtfx.components.common.contract import TEXT_MODALITY
 from hubtfx.pipeline import config as config_lib
 from hubtfx.pipeline.cli.exit_codes import EXIT_FAILED, EXIT_NOT_BLESSED, EXIT_OK, EXIT_PUSHED, EXIT_USAGE
 from hubtfx.pipeline.cli.flags import add_config_flags, config_from_args
@@ -54,14 +55,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hubtfx.components.example_gen import layout  # pylint: disable=import-outside-toplevel
     from hubtfx.pipeline import local_runner  # pylint: disable=import-outside-toplevel
     from hubtfx.pipeline import output_folder  # pylint: disable=import-outside-toplevel
-    from hubtfx.pipeline.datasets import sample_data  # pylint: disable=import-outside-toplevel
+    from hubtfx.pipeline.datasets import sample_data, sample_texts  # pylint: disable=import-outside-toplevel
     from hubtfx.pipeline.hub_modules import module_resolution  # pylint: disable=import-outside-toplevel
 
     config = config_from_args(args)
     output_folder.check_writable(config.output_dir)
     if not config.data_root and not os.path.isdir(config.resolved_data_root):
         print(f"Generating the sample dataset in {config.resolved_data_root} ...", flush=True)
-        sample_data.generate_dataset(config.resolved_data_root, images_per_class=config.sample_images_per_class)
+        if config.modality == TEXT_MODALITY:
+            sample_texts.generate_texts(config.resolved_data_root, texts_per_class=config.sample_images_per_class)
+        else:
+            sample_data.generate_dataset(config.resolved_data_root, images_per_class=config.sample_images_per_class)
     found = layout.scan_input(config.resolved_data_root, use_spans=config.use_spans)
     span = f" (span {found.span})" if found.span is not None else ""
     if isinstance(found, layout.TableLayout):

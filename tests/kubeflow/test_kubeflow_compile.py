@@ -106,6 +106,13 @@ def test_a_text_pipeline_reads_the_text_pair_and_the_text_schema_from_the_image(
     assert runner.find_leaks(text) == []
 
 
+@pytest.mark.parametrize("data_root", ["gs://hubtfx-test/reviews.csv", "/mnt/data/reviews.TSV"])
+def test_a_table_of_texts_is_refused_for_the_cluster(cluster_config, data_root):
+    config = dataclasses.replace(cluster_config, data_root=data_root, modality="text")
+    with pytest.raises(ConfigError, match="is a table of texts"):
+        runner.check_cluster_settings(config, "vertex")
+
+
 # ------------------------------------------------------------------------------------------- runtime parameters
 def test_runtime_parameters_have_defaults_and_feed_the_components(vertex_spec):
     spec = vertex_spec[2]

@@ -3,6 +3,7 @@ all-MiniLM-L6-v2 pair on generated notes in class folders, with bad files among 
 import glob
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -122,7 +123,7 @@ def test_texts_are_refused_by_an_image_model(finished_run):
         predict.predict_files(summary.pushed_path, [], texts=["hello"])
 
 
-def test_the_report_shows_misclassified_texts_as_escaped_snippets(text_run):
+def test_the_report_names_the_text_module_and_shows_no_image_thumbnails(text_run):
     _, _, summary, _ = text_run
     with open(summary.report_path, encoding="utf-8") as f:
         html = f.read()
@@ -130,8 +131,50 @@ def test_the_report_shows_misclassified_texts_as_escaped_snippets(text_run):
     assert 'class="thumb"' not in html  # no image thumbnails for a text model
 
 
-def test_modality_and_module_must_agree(tiny_module):
+def test_modality_and_module_must_agree(tiny_module, module_cache, tmp_path):
     with pytest.raises(ConfigError, match="takes image inputs"):
         module_resolution.resolve(PipelineConfig(hub_handle=tiny_module, modality="text").validate())
     with pytest.raises(ConfigError, match="modality must be one of"):
         PipelineConfig(modality="audio").validate()
+    encoder = builder.build_module(builder.TEXT_ENCODER, cache_dir=module_cache)
+    with pytest.raises(ConfigError, match="--image-size applies to image modules"):
+        module_resolution.resolve(PipelineConfig(hub_handle=encoder, image_size=(224, 224)).validate())
+    bare = tmp_path / "encoder"  # a text encoder without its contract (as fetched from tfhub.dev)
+    shutil.copytree(encoder, bare, ignore=shutil.ignore_patterns("hubtfx_contract.json"))
+    with pytest.raises(ConfigError, match="A text module needs a hubtfx_contract.json"):
+        module_resolution.resolve(PipelineConfig(hub_handle=str(bare), modality="text").validate())
+
+
+def test_a_text_run_without_data_generates_sample_notes_not_images(tmp_path):
+    config = PipelineConfig(output_dir=str(tmp_path), modality="text")
+    assert config.resolved_data_root == os.path.join(str(tmp_path), "sample_texts")
+    assert PipelineConfig(output_dir=str(tmp_path)).resolved_data_root == os.path.join(str(tmp_path), "sample_data")
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory):
+    """A table of the notes (semicolons, quotes and commas in texts), with bad rows, through the whole pipeline."""
+    work = tmp_path_factory.mktemp("table_run")
+    written = sample_texts.generate_texts(str(work / "notes"), texts_per_class=12, seed=5)
+    rows = [(open(path, encoding="utf-8").read().strip(), name) for name, paths in written.items() for path in paths]
+    rows[0] = ('She said "salt; then pepper", twice. ' + rows[0][0], rows[0][1])
+    lines = ["body,topic"] + ['"' + text.replace('"', '""') + '",' + label for text, label in rows]
+    lines += ['"   ",sports', "a text without its label,", '"Bad" quote,weather']  # lines 38-40
+    table = work / "notes.csv"
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = PipelineConfig(data_root=str(table), output_dir=str(work / "out"), modality="text", stage2_epochs=0,
+                            text_column="body", label_column="topic").validate()
+    return config, local_runner.run_local(config, module_resolution.resolve(config)), rows
+
+
+def test_a_table_of_texts_trains_blesses_and_reports_its_bad_rows_by_line(table_run):
+    config, summary, rows = table_run
+    assert summary.blessed and summary.pushed
+    assert (summary.files_seen, summary.examples_written, summary.input_unit) == (len(rows) + 3, len(rows), "rows")
+    skipped = {item["row"]: item["reason"] for item in summary.skipped}
+    assert sorted(skipped) == [38, 39, 40]
+    assert "empty text" in skipped[38] and "empty label" in skipped[39] and "quote" in skipped[40]
+    assert "rows" in summary.render()
+    model = tf.saved_model.load(summary.pushed_path)
+    scored = model.signatures[exported_model.DEFAULT_SIGNATURE](text=tf.constant([rows[0][0].encode("utf-8")]))
+    assert scored["class_name"].numpy()[0].decode() == rows[0][1]

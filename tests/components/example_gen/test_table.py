@@ -26,9 +26,8 @@ def _texts(table):
     return {row.line: (row.text.decode("utf-8"), row.class_name) for row in table.rows}
 
 
-@pytest.mark.parametrize("suffix, delimiter", [(".csv", ","), (".tsv", "\t")])
-def test_quoted_multi_line_fields_a_byte_order_mark_and_crlf_lines_are_read(tmp_path, suffix, delimiter):
-    d = delimiter
+def test_quoted_multi_line_fields_a_byte_order_mark_and_crlf_lines_are_read(tmp_path):
+    suffix, d = ".csv", ","  # a TSV has no quoting: see test_quotes_in_a_tsv_are_text...
     content = (
         f"text{d}label\r\n"
         f'"first line\r\nsecond line{d} with the delimiter"{d}pos\r\n'  # lines 2-3
@@ -215,3 +214,23 @@ def test_spans_of_tables_resolve_to_the_latest_span_holding_one(tmp_path):
     assert (latest.span, latest.root, latest.path) == (
         10, str(tmp_path / "span-10"), str(tmp_path / "span-10" / "span-10.csv"))
     assert layout_lib.resolve_span(str(tmp_path)) == (10, "span-10/*/*")
+
+
+def test_quotes_in_a_tsv_are_text_and_a_bad_csv_quote_costs_only_its_own_row(tmp_path):
+    tsv = tmp_path / "reviews.tsv"
+    tsv.write_text('text\tlabel\n"Great" movie, really\tpos\n"unclosed quote\tneg\nplain text\tneg\n', encoding="utf-8")
+    rows = table_lib.read_table(str(tsv)).rows
+    assert [r.text.decode() for r in rows] == ['"Great" movie, really', '"unclosed quote', "plain text"]
+    csv_file = tmp_path / "reviews.csv"
+    csv_file.write_text('text,label\n"Great" movie,pos\ngood one,pos\n"fine, really",neg\nok,neg\n', encoding="utf-8")
+    read = table_lib.read_table(str(csv_file))
+    assert [r.text.decode() for r in read.rows] == ["good one", "fine, really", "ok"]
+    [skipped] = read.skipped
+    assert skipped.line == 2 and skipped.cause == table_lib.FIELDS and "quote" in skipped.reason
+
+
+def test_a_semicolon_separated_csv_gets_its_own_advice(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_text("text;label\nhello;pos\n", encoding="utf-8")
+    with pytest.raises(DataLayoutError, match="semicolon-separated"):
+        table_lib.read_table(str(path))

@@ -229,7 +229,8 @@ def test_spans_of_tables_through_local_dag_runner(tmp_path):
     data, work = str(tmp_path / "data"), str(tmp_path / "work")
     _write_table(os.path.join(data, "span-1", "old.csv"), _texts("pos", 2) + _texts("neg", 2))
     span_2 = _write_table(os.path.join(data, "span-2", "reviews.tsv"),
-                          [(label, text) for text, label in _texts("pos", 6) + _texts("neg", 5)],
+                          # one line each: a TSV has no quoting, so no line break in a field
+                          [(label, text.replace("\n", " ")) for text, label in _texts("pos", 6) + _texts("neg", 5)],
                           header=("Label", "Body"), delimiter="\t", bom=True)
     os.makedirs(os.path.join(data, "span-3"))  # no table yet: not the latest span
     args = dict(use_spans=True, eval_percent=25, text_column="Body", label_column="Label",

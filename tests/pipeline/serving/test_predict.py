@@ -76,7 +76,7 @@ def test_progress_is_reported_for_every_file_once(finished_run, images):
 def test_a_progress_bar_on_a_terminal_only_and_the_same_results(terminal, images, monkeypatch, capsys):
     monkeypatch.setattr(progress, "bars_wanted", lambda: terminal)
 
-    def scored(model_dir, files, progress):  # pylint: disable=redefined-outer-name
+    def scored(model_dir, files, progress, texts=()):  # pylint: disable=redefined-outer-name
         for _ in files:
             progress(1)
         return [predict.Prediction(file=f, class_id=0, class_name="circle", probability=0.5) for f in files]
