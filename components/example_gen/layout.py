@@ -50,8 +50,9 @@ _SPAN_FOLDER_NAME = re.compile(r"span-(\d+)")
 # Marks a fingerprint computed by `input_fingerprint`, as opposed to one from TFX's own (globbing) driver.
 FINGERPRINT_PREFIX = "image_folder:"
 
-_EXPECTED_LAYOUT = "<input_base>/<class_name>/<image file>, one sub-folder per class (e.g. flowers/daisy/1.jpg)"
-_EXPECTED_SPAN_LAYOUT = "<input_base>/span-<N>/<class_name>/<image file> (e.g. flowers/span-1/daisy/1.jpg)"
+_EXPECTED_LAYOUT = ("<input_base>/<class_name>/<file>, one sub-folder per class (e.g. flowers/daisy/1.jpg, "
+                    "reviews/pos/1.txt), or for texts one .csv/.tsv table")
+_EXPECTED_SPAN_LAYOUT = "<input_base>/span-<N>/<class_name>/<file> (e.g. flowers/span-1/daisy/1.jpg)"
 # A table's delimiter, from its file name's suffix (lower case).
 TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}
 
@@ -263,12 +264,12 @@ def scan_class_root(input_base: str, root: str, span: Optional[int]) -> Layout:
     """Lists `root`, whose sub-folders are the classes, and validates the result (see scan_layout)."""
     class_dirs, top_level_files = _list_visible_entries(root)
     if not class_dirs and not top_level_files:
-        raise DataLayoutError(f"{root!r} is empty: expected {_EXPECTED_LAYOUT}. Copy the images there.")
+        raise DataLayoutError(f"{root!r} is empty: expected {_EXPECTED_LAYOUT}. Copy the data there.")
     if not class_dirs:
         examples = ", ".join(repr(name) for name in top_level_files[:3])
         raise DataLayoutError(
             f"{root!r} has no class folders, only {len(top_level_files)} top-level file(s) (e.g. {examples}): "
-            f"files directly in the root are ignored. Move the images of each class into its own sub-folder, "
+            f"files directly in the root are ignored. Move the files of each class into its own sub-folder, "
             f"i.e. {_EXPECTED_LAYOUT}."
         )
     try:
@@ -279,7 +280,7 @@ def scan_class_root(input_base: str, root: str, span: Optional[int]) -> Layout:
         spellings = f" (folders {class_dirs}, one name in different Unicode forms)" if len(class_dirs) > 1 else ""
         raise DataLayoutError(
             f"{root!r} has a single class folder {next(iter(folders))!r}{spellings}: classification needs at least "
-            "two classes. Add one sub-folder of images per class."
+            "two classes. Add one sub-folder of examples per class."
         )
     files = {
         name: sorted(
@@ -291,7 +292,7 @@ def scan_class_root(input_base: str, root: str, span: Optional[int]) -> Layout:
     if empty:
         raise DataLayoutError(
             f"class folder(s) {empty} under {root!r} contain no files (hidden files and nested folders "
-            "do not count): add images to them or delete the folder(s)."
+            "do not count): add files to them or delete the folder(s)."
         )
     return Layout(input_base=input_base, root=root, span=span, files=files, folders=folders)
 

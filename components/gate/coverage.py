@@ -95,7 +95,7 @@ def _spans(reports: Sequence[dict]) -> str:
 def unevaluated_warning(coverage: ClassCoverage) -> str:
     """One line for the run summary and the report about a class with no eval examples."""
     return (f"class {coverage.name!r} has no eval examples ({coverage.train} training): it was never evaluated, "
-            "so the blessing says nothing about it. A class with 2 or more images in the newest span gets eval "
+            "so the blessing says nothing about it. A class with 2 or more examples in the newest span gets eval "
             "examples.")
 
 
@@ -107,7 +107,7 @@ def warnings(coverage: Sequence[ClassCoverage]) -> List[str]:
     if unknown:
         lines.append(f"the train/eval counts of {', '.join(map(repr, unknown))} were not recorded: their examples "
                      "were ingested by an older hubtfx and reused from the cache, so a class may lie wholly in one "
-                     "split. Touch the image files (or use a new --output-dir) to ingest them again.")
+                     "split. Touch the data files (or use a new --output-dir) to ingest them again.")
     return lines
 
 
@@ -116,8 +116,8 @@ def coverage_error(missing: Sequence[ClassCoverage], training: Sequence[dict]) -
     return ClassCoverageError(
         f"class{'es' if len(missing) > 1 else ''} {names} of the label map ha{'ve' if len(missing) > 1 else 's'} "
         f"no training examples in {_spans(training)} (what the Trainer reads): the model could never predict "
-        f"{'them' if len(missing) > 1 else 'it'}. Stopped before training, serving is unchanged. Add decodable "
-        "images of each such class (a class folder with 2 or more images gets both training and eval examples), "
+        f"{'them' if len(missing) > 1 else 'it'}. Stopped before training, serving is unchanged. Add usable "
+        "examples of each such class (a class with 2 or more gets both training and eval examples), "
         "or widen --span-window to include a span that has them; to retire a class, delete "
         f"{artifact_files.LABEL_MAP_FILE} in the output folder (class ids are then reassigned in sorted order of the "
         "folders found).")

@@ -45,7 +45,7 @@ def test_scan_lists_class_folders_and_ignores_root_files_hidden_entries_and_nest
         (lambda root: _touch(os.path.join(root, "daisy", "1.jpg")), "single class folder 'daisy'.*at least two"),
         (
             lambda root: [_touch(os.path.join(root, "daisy", "1.jpg")), _touch(os.path.join(root, "rose", ".keep"))],
-            r"\['rose'\].*contain no files.*add images",
+            r"\['rose'\].*contain no files.*add files",
         ),
     ],
     ids=["empty_root", "no_class_folders", "single_class", "empty_class_folder"],

@@ -49,7 +49,7 @@ def test_a_label_map_class_missing_from_every_span_trained_on_stops_the_run(tmp_
     message = str(error.value)
     assert "class 'purple' of the label map has no training examples in spans 2, 3" in message
     assert "'blue'" not in message and "'red'" not in message
-    for what_to_do in ("Add decodable images", "--span-window", "delete label_map.json"):
+    for what_to_do in ("Add usable examples", "--span-window", "delete label_map.json"):
         assert what_to_do in message
     assert isinstance(error.value, anomalies_lib.DataAnomaliesError), "exit 2 and a recorded retrain outcome"
 

@@ -119,4 +119,4 @@ def test_counts_of_examples_ingested_before_they_were_recorded_are_flagged_not_s
     assert "WARNING     the train/eval counts of 'blue', 'yellow' were not recorded" in text
     parser = _render(_facts(summary))
     assert ["blue", "not recorded", "not recorded"] in parser.rows
-    assert "Touch the image files" in " ".join(parser.warning)
+    assert "Touch the data files" in " ".join(parser.warning)
