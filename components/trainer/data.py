@@ -10,15 +10,13 @@ import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
 
 from hubtfx.components.common import feature_keys
-from hubtfx.components.modality import registry as modalities
 
 
 def transformed_dataset(file_patterns: List[str], data_accessor, tft_output: tft.TFTransformOutput,
-                        batch_size: int, modality=None) -> tf.data.Dataset:
+                        batch_size: int, modality) -> tf.data.Dataset:
     """One pass over the examples in file order (unshuffled, so two passes see the same rows in the same order) as
-    (model input, labels [b] int64), batched; the model input is the modality's (Modality.model_input; image when
-    None): images [b, h, w, 3] float32, or a dict of text encoder inputs int64 [b, seq_length]."""
-    modality = modality or modalities.default_modality()
+    (model input, labels [b] int64), batched; the model input is the modality's (Modality.model_input): images
+    [b, h, w, 3] float32, or a dict of text encoder inputs int64 [b, seq_length]."""
     raw = data_accessor.tf_dataset_factory(
         file_patterns,
         tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=False),
