@@ -8,7 +8,7 @@ graph. Nothing in this module tokenizes by itself.
 
 The model's input is the dict of the three int tensors; before the encoder, `trim_to_longest` cuts the batch to its
 longest text (the padding beyond it changes no output: padded keys are masked out of attention and out of the mean
-pooling), which makes short texts several times cheaper than padding every batch to seq_length.
+pooling). It pays when every text of a batch is short (see the README, "Texts", for a measurement).
 """
 from __future__ import annotations
 
