@@ -1,7 +1,7 @@
 """What every benchmark script shares: its command line (--quick, --json) and the goals table."""
 import argparse
 import json
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 Goals = Dict[str, Tuple[str, float]]  # ratio name -> ("<=" or ">=", goal)
 
@@ -37,3 +37,33 @@ def run_cli(description: str, run: Callable[[bool], dict], render: Callable[[dic
     if after:
         after(results, args)
     return 0
+
+
+def int_list(text: str) -> List[int]:
+    """"5,10,20" -> [5, 10, 20] (a command-line list)."""
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def name_list(known: Sequence[str], what: str) -> Callable[[str], Tuple[str, ...]]:
+    """An argparse type: "a,b" -> ("a", "b"), each one of `known` (else an error naming them)."""
+    def parse(text: str) -> Tuple[str, ...]:
+        names = tuple(v.strip() for v in text.split(",") if v.strip())
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {what}(s) {unknown}; known: {', '.join(known)}")
+        return names
+    return parse
+
+
+def with_overrides(params, assignments: Sequence[str]):
+    """TrainingParams `params` with NAME=VALUE assignments applied, typed and checked as the Trainer checks its
+    custom_config. Raises SystemExit naming the known names for a bad assignment."""
+    import dataclasses  # pylint: disable=import-outside-toplevel
+    values = dataclasses.asdict(params)
+    for assignment in assignments:
+        name, _, text = assignment.partition("=")
+        if name not in values or not text:
+            raise SystemExit(f"--param {assignment!r}: expected NAME=VALUE with NAME one of {sorted(values)}")
+        values[name] = text if values[name] is None or isinstance(values[name], str) else type(values[name])(
+            text.lower() in ("1", "true", "yes") if isinstance(values[name], bool) else text)
+    return type(params).from_custom_config(values)

@@ -444,7 +444,7 @@ def run(args: argparse.Namespace) -> dict:
     settings = dataclasses.replace(
         base, ks=tuple(args.ks or base.ks), seeds=tuple(args.seeds if args.seeds is not None else base.seeds),
         test_per_class=args.test_per_class or base.test_per_class,
-        params=with_overrides(base.params, getattr(args, "param", None) or ()))
+        params=common.with_overrides(base.params, getattr(args, "param", None) or ()))
     columns = getattr(args, "columns", None) or COLUMNS
     # The Trainer turns TF's op determinism on (run.make_deterministic) and it cannot be turned off: on from the
     # start, every column runs under the same switch.
@@ -620,40 +620,16 @@ def plot(results: dict, path: str) -> None:
     plt.close(figure)
 
 
-def _int_list(text: str) -> List[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
-
-
-def with_overrides(params: TrainingParams, assignments: Sequence[str]) -> TrainingParams:
-    """params with NAME=VALUE assignments applied, typed and checked as the Trainer checks its custom_config."""
-    values = dataclasses.asdict(params)
-    for assignment in assignments:
-        name, _, text = assignment.partition("=")
-        if name not in values or not text:
-            raise SystemExit(f"--param {assignment!r}: expected NAME=VALUE with NAME one of {sorted(values)}")
-        values[name] = text if values[name] is None or isinstance(values[name], str) else type(values[name])(
-            text.lower() in ("1", "true", "yes") if isinstance(values[name], bool) else text)
-    return TrainingParams.from_custom_config(values)
-
-
-def _column_list(text: str) -> Tuple[str, ...]:
-    names = tuple(v.strip() for v in text.split(",") if v.strip())
-    unknown = sorted(set(names) - set(COLUMNS))
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown column(s) {unknown}; known: {', '.join(COLUMNS)}")
-    return names
-
-
 def main(argv=None) -> int:
     def add_arguments(parser):
         parser.add_argument("--split", choices=SPLITS, default="test",
                             help="test: score on the test pool (reports); dev: score on the dev pool (tuning)")
-        parser.add_argument("--ks", type=_int_list, help="training texts per class, e.g. 5,10,20,50")
-        parser.add_argument("--seeds", type=_int_list, help="e.g. 0,1,2 (the dev split adds 1000)")
+        parser.add_argument("--ks", type=common.int_list, help="training texts per class, e.g. 5,10,20,50")
+        parser.add_argument("--seeds", type=common.int_list, help="e.g. 0,1,2 (the dev split adds 1000)")
         parser.add_argument("--test-per-class", type=int, help=f"pool cap per class (default {FULL.test_per_class})")
         parser.add_argument("--data-dir", help=f"prepared datasets (default {datasets.default_dir()})")
         parser.add_argument("--plot", help="Also plot the scores vs texts per class into this PNG file.")
-        parser.add_argument("--columns", type=_column_list,
+        parser.add_argument("--columns", type=common.name_list(COLUMNS, "column"),
                             help=f"comma-separated subset of {', '.join(COLUMNS)} (default: all)")
         parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                             help="Override a training parameter (TrainingParams field) for the hubtfx columns; for "
