@@ -166,7 +166,8 @@ def hubtfx_train(train_images: Sequence[bytes], train_labels: np.ndarray, module
 
     stage2 = next((r for r in outcome.stages if r.name == "stage2"), None)
     info = {"stage1_seconds": outcome.stages[0].seconds,
-            "chosen_stage": outcome.chosen, "levels": list(fit.levels), "c": fit.c, "folds": fit.folds,
+            "chosen_stage": outcome.chosen, "levels": list(fit.levels), "c": fit.c,
+            "temperature": outcome.temperature, "folds": fit.folds,
             "cv_accuracy": fit.cv_accuracy, "stages": {r.name: r.outcome for r in outcome.stages},
             "sign_test": dataclasses.asdict(stage2.sign_test) if stage2 and stage2.sign_test else None}
     if outcome.stage2_candidate is not None:

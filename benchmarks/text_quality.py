@@ -156,7 +156,8 @@ def hubtfx_train(train_inputs: Inputs, train_labels: np.ndarray, module_path: st
 
     stage2 = next((r for r in outcome.stages if r.name == "stage2"), None)
     info = {"stage1_seconds": outcome.stages[0].seconds,
-            "chosen_stage": outcome.chosen, "levels": list(fit.levels), "c": fit.c, "folds": fit.folds,
+            "chosen_stage": outcome.chosen, "levels": list(fit.levels), "c": fit.c,
+            "temperature": outcome.temperature, "folds": fit.folds,
             "cv_accuracy": fit.cv_accuracy, "stages": {r.name: r.outcome for r in outcome.stages},
             "stage2_best_epoch": stage2.best_epoch if stage2 else None,
             "stage2_seconds": stage2.seconds if stage2 else None,

@@ -92,7 +92,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     module = (fn_args.custom_config or {}).get(exported_model.MODULE_CONFIG_KEY) or {}
     export.export_serving_model(outcome.classifier, tft_output, class_names, fn_args.serving_model_dir,
                                 module_handle=module.get("handle", ""), module_sha256=module.get("sha256", ""),
-                                modality=modality)
+                                modality=modality, temperature=outcome.temperature)
 
 
 def make_deterministic(seed: int) -> None:
@@ -104,13 +104,19 @@ def make_deterministic(seed: int) -> None:
 
 @dataclasses.dataclass
 class TrainingOutcome:
-    """The model to export and what each stage did (see stages.StageResult and head.HeadFit)."""
+    """The model to export and what each stage did (see stages.StageResult and head.HeadFit).
+
+    temperature: the chosen classifier's calibration, served probabilities = softmax(temperature * logits):
+    stage 1's from its cross-validation (HeadFit.temperature), stage 2's fitted on the validation slice it was
+    judged on (head.fit_temperature).
+    """
 
     classifier: tf_keras.Model
     stage1_classifier: tf_keras.Model
     head_fit: head_lib.HeadFit
     stages: List[stages.StageResult]
     chosen: str
+    temperature: float
     # Stage 2's best epoch when it beat stage 1's validation loss but failed the sign test (benchmarks score it).
     stage2_candidate: Optional[tf_keras.Model] = None
 
@@ -136,15 +142,15 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, num_classes: int
     fit = head_lib.fit_head(features, num_classes, candidates, params.cv_folds, params.sklearn_class_weight,
                             params.seed)
     stage1 = stages.StageResult("stage1", train_examples=len(features), outcome=(
-        f"levels {'+'.join(fit.levels)}, C {fit.c:g} chosen by {fit.folds}-fold cross-validation "
-        f"(accuracy {fit.cv_accuracy:.3f})" if fit.folds else f"levels {'+'.join(fit.levels)}, C {fit.c:g} "
+        f"levels {'+'.join(fit.levels)}, C {fit.c:.3g} (temperature {fit.temperature:.3g}) chosen by "
+        f"{fit.folds}-fold cross-validation (accuracy {fit.cv_accuracy:.3f})" if fit.folds else f"levels {'+'.join(fit.levels)}, C {fit.c:g} "
         "(too few examples per class to cross-validate)"), seconds=time.perf_counter() - started)
     stage1_classifier = _classifier(model.frozen_backbone(module_path, fit.levels), fit, num_classes,
                                     params.dropout, input_spec, modality)
     logging.info("Stage 1: %s", stage1.outcome)
     if not params.fine_tune_enabled:
         stage1.outcome += "; stage 2 is off (fine_tune_blocks 0 or stage2_epochs 0)"
-        return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1], "stage1")
+        return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1], "stage1", fit.temperature)
 
     held_out = stages.validation_rows(features.labels, params.validation_fraction, params.seed)
     if held_out.sum() < params.min_validation_examples:
@@ -152,7 +158,8 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, num_classes: int
             f"skipped: the validation slice would hold {int(held_out.sum())} examples, fewer than "
             f"{params.min_validation_examples}, too few to tell whether fine-tuning helps; add training examples"))
         logging.info("Stage 2 %s.", skipped.outcome)
-        return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, skipped], "stage1")
+        return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, skipped], "stage1",
+                               fit.temperature)
 
     stage2_started = time.perf_counter()
     fitting_rows, validation_rows = np.flatnonzero(~held_out), np.flatnonzero(held_out)
@@ -169,7 +176,8 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, num_classes: int
             f"even a stage 2 that fixed all of them could not show a gain at stage2_significance "
             f"{params.stage2_significance:g}; add training examples"))
         logging.info("Stage 2 %s.", skipped.outcome)
-        return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, skipped], "stage1")
+        return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, skipped], "stage1",
+                               fit.temperature)
     backbone = model.fine_tunable_backbone(module_path, params.fine_tune_blocks, fit.levels)
     # Stage 2 minimises stage 1's objective (same L2 on the head) while the top blocks move: without it, the head
     # drifts from the cross-validated optimum towards over-confidence on the fitting slice.
@@ -180,15 +188,15 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, num_classes: int
                               -(-len(fitting_rows) // params.batch_size), reference, log_dir, modality=modality)
     stage2.train_examples, stage2.validation_examples = len(fitting_rows), len(validation_rows)
     if stage2.best_epoch:
-        stage2_predicted = np.concatenate([np.argmax(tuned(images, training=False), axis=-1)
-                                           for images, _ in validation])
-        stages.judge_by_sign_test(stage2, stage1_logits.argmax(axis=1), stage2_predicted, validation_labels,
-                                  params.stage2_significance)
+        stage2_logits = np.concatenate([tuned(images, training=False).numpy() for images, _ in validation])
+        stages.judge_by_sign_test(stage2, stage1_logits.argmax(axis=1), stage2_logits.argmax(axis=1),
+                                  validation_labels, params.stage2_significance)
     stage2.seconds = time.perf_counter() - stage2_started
     logging.info("Stage 2 %s.", stage2.outcome)
     if stage2.best_epoch:
-        return TrainingOutcome(tuned, stage1_classifier, fit, [stage1, stage2], "stage2")
-    return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, stage2], "stage1",
+        temperature, _ = head_lib.fit_temperature(stage2_logits, validation_labels)
+        return TrainingOutcome(tuned, stage1_classifier, fit, [stage1, stage2], "stage2", temperature)
+    return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, stage2], "stage1", fit.temperature,
                            stage2_candidate=tuned if stage2.sign_test else None)
 
 
@@ -222,6 +230,7 @@ def write_history(model_run_dir: str, outcome: TrainingOutcome, class_names, mod
                    for r in outcome.stages},
         "stage1_head": outcome.head_fit.summary(),
         "chosen_stage": outcome.chosen,
+        "temperature": outcome.temperature,
         "class_names": list(class_names),
         "module": module_path,
     }

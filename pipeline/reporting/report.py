@@ -209,6 +209,10 @@ def _number(value: Optional[float], digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _significant(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
 def _metric(name: str, value: Optional[float]) -> str:
     return str(round(value)) if name == "example_count" and value is not None else _number(value, 4)
 
@@ -253,7 +257,8 @@ def training_section(facts: RunFacts) -> str:
              len(stage.get("unfrozen_variables", [])), stage.get("outcome", ""), "kept" if name == chosen else "")
             for name, stage in stages.items()]
     head = facts.history.get("stage1_head", {})
-    candidates = [("+".join(c["levels"]), c["c"], _number(c["cv_log_loss"]), _number(c["cv_accuracy"]))
+    candidates = [("+".join(c["levels"]), f"{c['c']:.3g}", _significant(c.get("temperature")),
+                   _number(c["cv_log_loss"]), _number(c["cv_accuracy"]))
                   for c in head.get("candidates", [])]
     curves = [(name, stage_curves_png(name, stage["history"])) for name, stage in stages.items()
               if stage.get("history")]

@@ -113,3 +113,32 @@ def test_a_single_example_class_falls_back_to_a_fixed_penalty():
     labels[0] = 2
     fit = head.fit_head(head.Features({"default": x}, labels), 3, [("default",)], 5, None, 0)
     assert fit.folds == 0 and fit.c == 1.0 and fit.cv_accuracy is None
+
+
+def _log_loss(logits, labels):
+    return float(-np.log(_probabilities(logits)[np.arange(len(labels)), labels]).mean())
+
+
+def test_the_temperature_recovers_how_sharp_the_labels_are():
+    rng = np.random.default_rng(6)
+    logits = rng.normal(size=(4000, 4))
+    labels = np.array([rng.choice(4, p=p) for p in _probabilities(2.5 * logits)])
+    temperature, loss = head.fit_temperature(logits, labels)
+    assert temperature == pytest.approx(2.5, rel=0.1)
+    assert loss == pytest.approx(_log_loss(temperature * logits, labels))
+    assert loss < _log_loss(logits, labels)
+
+
+def test_the_chosen_head_is_calibrated_on_examples_it_never_saw():
+    # Few examples in many dimensions (like text embeddings): the penalty cross-validation picks leaves the logits
+    # far too timid or too sharp; the fitted temperature must bring held-out log loss down, not just the CV's.
+    x, labels = _blobs(25, 5, 300, separation=0.3, seed=8)
+    train = np.concatenate([np.flatnonzero(labels == c)[:6] for c in range(5)])
+    held = np.setdiff1d(np.arange(len(labels)), train)
+    features = head.Features({"default": x}, labels)
+    fit = head.fit_head(features, 5, [("default",)], 3, None, 0, rows=train)
+    chosen = fit.candidates[0]
+    assert fit.temperature == chosen["temperature"] and fit.c == chosen["c"]
+    assert chosen["cv_log_loss"] <= chosen["cv_log_loss_uncalibrated"] + 1e-9
+    raw = fit.logits(features, held)
+    assert _log_loss(fit.temperature * raw, labels[held]) < _log_loss(raw, labels[held]) - 0.05

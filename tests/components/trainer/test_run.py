@@ -91,8 +91,12 @@ def _run_trainer(tmp_path, tiny_module, transform_output, name, eval_labels):
     run.run_fn(fn_args)
     history = json.loads((tmp_path / name / "run" / artifact_files.TRAINING_HISTORY_FILE).read_text())
     model = tf.saved_model.load(str(tmp_path / name / "serving"))
-    scores = model.signatures["serving_bytes"](image_bytes=tf.constant([_coloured_png(i % 3, 99 + i) for i in range(6)]))
-    return history, scores["probabilities"].numpy()
+    images = tf.constant([_coloured_png(i % 3, 99 + i) for i in range(6)])
+    scores = model.signatures["serving_bytes"](image_bytes=images)
+    transformed = model.tft_layer({"image_raw": tf.reshape(images, [-1, 1]),
+                                   "label": tf.zeros([len(images), 1], tf.int64)})
+    logits = model(transformed["image"], training=False)
+    return history, scores["probabilities"].numpy(), logits.numpy()
 
 
 def test_the_trainer_never_reads_the_eval_split_and_is_reproducible(tmp_path, tiny_module):
@@ -100,8 +104,9 @@ def test_the_trainer_never_reads_the_eval_split_and_is_reproducible(tmp_path, ti
     the eval split's labels are right or all wrong: the eval split belongs to the Evaluator."""
     _transform_output(tmp_path, [32, 32])
     transform_output = str(tmp_path / "transform_32")
-    truthful, truthful_scores = _run_trainer(tmp_path, tiny_module, transform_output, "a", [i % 3 for i in range(9)])
-    corrupted, corrupted_scores = _run_trainer(tmp_path, tiny_module, transform_output, "b", [0] * 9)
+    truthful, truthful_scores, logits = _run_trainer(tmp_path, tiny_module, transform_output, "a",
+                                                     [i % 3 for i in range(9)])
+    corrupted, corrupted_scores, _ = _run_trainer(tmp_path, tiny_module, transform_output, "b", [0] * 9)
     for history in (truthful, corrupted):  # wall times are the only thing allowed to differ
         del history["stage1_head"]["seconds"]
         for stage in history["stages"].values():
@@ -110,3 +115,6 @@ def test_the_trainer_never_reads_the_eval_split_and_is_reproducible(tmp_path, ti
     assert truthful["stages"] == corrupted["stages"] and truthful["chosen_stage"] == corrupted["chosen_stage"]
     np.testing.assert_array_equal(truthful_scores, corrupted_scores)
     assert (truthful_scores.argmax(axis=1) == [i % 3 for i in range(6)]).mean() >= 0.5  # it did learn
+    # What is served is the classifier's logits calibrated by the recorded temperature.
+    assert truthful["temperature"] > 0
+    np.testing.assert_allclose(truthful_scores, tf.nn.softmax(truthful["temperature"] * logits).numpy(), atol=1e-5)
