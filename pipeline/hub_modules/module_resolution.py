@@ -187,13 +187,19 @@ def preprocessor_path(encoder_path: str, contract: module_contract.ModuleContrac
         raise ConfigError(f"The text module {encoder_path} names no preprocessing model (`preprocessor` in its "
                           f"{module_contract.CONTRACT_FILENAME}): hubtfx tokenizes texts only with the preprocessing "
                           "model the encoder was trained with. Add its folder to the contract.")
-    path = os.path.join(os.path.dirname(os.path.normpath(encoder_path)), contract.preprocessor)
+    path = _beside(encoder_path, contract.preprocessor)
     problem = integrity.find_problem(path)
     if problem:
         raise ModuleUnavailableError(f"The preprocessing model of {encoder_path} is not usable: {path} {problem}. "
                                      "Rebuild the pair (hubtfx build-module --kind minilm_l6_encoder --force) or fix "
                                      "the contract's `preprocessor`.")
     return path
+
+
+def _beside(encoder_path: str, preprocessor: str) -> str:
+    """The contract's `preprocessor` folder as seen from an encoder at `encoder_path` (absolute, or relative to the
+    encoder's parent folder)."""
+    return os.path.join(os.path.dirname(os.path.normpath(encoder_path)), preprocessor)
 
 
 def from_contract(path: str, sha256: str, config: PipelineConfig, read_from: str = "") -> ResolvedModule:
@@ -212,11 +218,11 @@ def from_contract(path: str, sha256: str, config: PipelineConfig, read_from: str
         if config.image_size:
             raise ConfigError(f"--image-size applies to image modules; {config.hub_handle or read_from or path} is a "
                               "text module (its sequence length is its contract's seq_length). Drop --image-size.")
-        preprocessor = preprocessor_path(read_from or path, contract)
+        # Checked where it is read now; recorded where the pipeline's steps will read it (`path`'s sibling).
+        local_preprocessor = preprocessor_path(read_from or path, contract)
         return ResolvedModule(path=path, sha256=sha256, modality=modality, seq_length=contract.seq_length,
-                              preprocessor=os.path.join(os.path.dirname(os.path.normpath(path)),
-                                                        contract.preprocessor),
-                              preprocessor_sha256=builder.module_sha256(preprocessor))
+                              preprocessor=_beside(path, contract.preprocessor),
+                              preprocessor_sha256=builder.module_sha256(local_preprocessor))
     return ResolvedModule(
         path=path,
         sha256=sha256,
