@@ -117,6 +117,9 @@ class PipelineConfig:
     output_dir: str = _field(DEFAULT_OUTPUT_DIR, "Folder for everything a local run writes.", "output")
     serving_dir: str = _field("", "TF Serving model base folder. Default: <output_dir>/serving.", "output")
     metadata_path: str = _field("", "SQLite ML Metadata file. Default: <output_dir>/metadata.sqlite.", "output")
+    beam_workers: int = _field(1, "Local runs: Beam worker processes for ExampleGen, StatisticsGen, Transform and "
+                                  "the Evaluator. 1 runs Beam in this process; N > 1 starts N worker processes "
+                                  "(see README 'Scale' for what each costs).", "output")
 
     # --- cluster (hubtfx compile / schedule; `run` ignores these) ---
     image: str = _field("", "Container image every cluster step runs (built from kubeflow/Dockerfile), e.g. "
@@ -201,6 +204,8 @@ class PipelineConfig:
                               f"empty: the module's contract decides), got {self.modality!r}.")
         if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 1):
             raise ConfigError(f"image_size must be two positive integers (height,width), got {self.image_size}.")
+        if self.beam_workers < 1:
+            raise ConfigError(f"beam_workers must be at least 1, got {self.beam_workers}.")
         if self.dataflow_max_workers < 1:
             raise ConfigError(f"dataflow_max_workers must be at least 1, got {self.dataflow_max_workers}.")
         if self.trainer_gpu_count < 0:

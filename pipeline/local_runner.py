@@ -3,7 +3,10 @@ import contextlib
 import datetime
 import logging
 import re
+import sys
+from typing import List
 
+from apache_beam import version as beam_version
 from tqdm.contrib.logging import logging_redirect_tqdm
 from tfx import v1 as tfx
 
@@ -16,11 +19,27 @@ from hubtfx.pipeline.reporting import report, run_summary, timing
 
 RUN_LOCK_FILE = ".hubtfx.lock"
 
-# In-process Beam: no worker subprocesses to configure, and small local data does not need them. The runner is
-# named: Beam 2.74's DirectRunner first downloads the Prism runner from github.com for every Beam step (then, on
-# this offline machine, falls back to the FnApiRunner after the failed DNS lookup; a silently dropped connection
-# would hang it). The FnApiRunner is what that fallback runs, without the download.
-LOCAL_BEAM_ARGS = ["--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+# In-process Beam by default (config.beam_workers 1): no worker processes to start, each of which would import
+# TensorFlow again (measured: README "Scale"). The runner is named: Beam 2.74's DirectRunner first downloads the
+# Prism runner from github.com for every Beam step (then, on this offline machine, falls back to the FnApiRunner
+# after the failed DNS lookup; a silently dropped connection would hang it). The FnApiRunner is what that fallback
+# runs, without the download.
+# The SDK container image is named, never pulled: TFX's Beam executors otherwise copy the whole TFX installation
+# and build an sdist of it for remote workers (tfx.utils.dependency_utils.make_beam_dependency_flags), in every
+# Beam component of every run: ~1.5 s and a 42 MB temporary folder that is never deleted, each time. Local workers
+# import the installed TFX; only a Docker environment would read the image name.
+_SDK_IMAGE = (f"--sdk_container_image=apache/beam_python{sys.version_info.major}.{sys.version_info.minor}_sdk:"
+              f"{beam_version.__version__}")
+LOCAL_BEAM_ARGS = ["--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1", _SDK_IMAGE]
+
+
+def local_beam_args(workers: int) -> List[str]:
+    """The local runs' Beam arguments: in process for 1 worker, else `workers` worker processes (FnApiRunner's
+    multi_processing mode, which talks to them over loopback gRPC)."""
+    if workers <= 1:
+        return list(LOCAL_BEAM_ARGS)
+    return ["--runner=FnApiRunner", "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}",
+            _SDK_IMAGE]
 
 
 def metadata_connection_config(config: PipelineConfig):
@@ -50,7 +69,8 @@ def run_local(config: PipelineConfig, module: ResolvedModule) -> run_summary.Run
 def _run_pipeline(config: PipelineConfig, module: ResolvedModule) -> run_summary.RunSummary:
     logging.info("Running pipeline %r: data %s, output %s", config.pipeline_name, config.resolved_data_root,
                  config.output_dir)
-    pipeline = create_pipeline(config, module, metadata_connection_config(config), LOCAL_BEAM_ARGS)
+    pipeline = create_pipeline(config, module, metadata_connection_config(config),
+                               local_beam_args(config.beam_workers))
     with component_progress(len(pipeline.components)), timing.ComponentMonitor() as monitor:
         tfx.orchestration.LocalDagRunner().run(pipeline)
     summary = run_summary.summarize(config, module, metadata_connection_config(config))

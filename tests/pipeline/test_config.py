@@ -40,6 +40,7 @@ def test_bad_yaml_gives_an_error_naming_the_problem(tmp_path, text, message):
     {"eval_percent": 0}, {"batch_size": 0}, {"dropout": 1.0}, {"fine_tune_blocks": "-1"},
     {"fine_tune_blocks": "top"}, {"accuracy_threshold": 1.5}, {"image_size": (0, 3)}, {"cv_folds": 1},
     {"feature_levels": "top"}, {"class_weight": "inverse"}, {"validation_fraction": 1.0}, {"aspect": "stretch"},
+    {"beam_workers": 0},
 ])
 def test_validate_rejects_out_of_range_values(change):
     with pytest.raises(ConfigError):
