@@ -483,7 +483,8 @@ class SpecExecution:
             raise RuntimeError(f"{step} exited with {returncode} (log: {log_path}); last lines:\n{tail}")
 
     def _beam_args(self, argv: List[str]) -> List[str]:
-        """Dataflow is replaced by the local DirectRunner; --beam-mode picks the DirectRunner's mode."""
+        """Dataflow is replaced by Beam's local FnApiRunner (what the DirectRunner falls back to, named so that no
+        step tries to download the Prism runner); --beam-mode picks its mode."""
         dataflow = "--runner=DataflowRunner" in argv
         mode = self.options.beam_mode
         if not dataflow and mode == "spec":
@@ -493,7 +494,7 @@ class SpecExecution:
         drop = _DATAFLOW_OPTIONS if dataflow else _DIRECT_OPTIONS
         kept = [a for a in argv if not a.startswith(drop)]
         mode = "multi_processing" if mode == "spec" else mode
-        return kept + ["--runner=DirectRunner", f"--direct_running_mode={mode}",
+        return kept + ["--runner=FnApiRunner", f"--direct_running_mode={mode}",
                        f"--direct_num_workers={0 if mode == 'multi_processing' else 1}"]
 
     # -------------------------------------------------------------------------------------------- importers

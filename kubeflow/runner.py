@@ -82,9 +82,16 @@ def dataflow_temp_location(config: PipelineConfig) -> str:
 
 
 def beam_pipeline_args(config: PipelineConfig, target: str) -> List[str]:
-    """Dataflow on Vertex; on Kubeflow, Beam runs inside the step's pod on all of its cores."""
+    """Dataflow on Vertex; on Kubeflow, Beam runs inside the step's pod on all of its cores.
+
+    In the pod, the FnApiRunner is named for the reason local runs name it (pipeline/local_runner.py): Beam's default
+    DirectRunner would first try to download its Prism runner from github.com in every Beam step, which a cluster
+    without egress turns into a failed lookup or a hang. The image is named so that TFX does not package itself
+    for remote workers in every step (the workers are the pod's own processes, running this image).
+    """
     if target == "kubeflow":
-        return ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+        return ["--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=0",
+                f"--sdk_container_image={config.image}"]
     return [
         "--runner=DataflowRunner",
         f"--project={config.gcp_project}",

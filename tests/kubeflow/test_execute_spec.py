@@ -264,13 +264,14 @@ def test_dataflow_runs_on_the_direct_runner_and_beam_mode_applies(tmp_path, scri
     dataflow = ["python", "-m", "x", "--runner=DataflowRunner", "--project=p", "--region=r",
                 "--temp_location=gs://b/t", "--sdk_container_image=img", "--experiments=use_runner_v2"]
     assert execution._beam_args(dataflow) == [  # pylint: disable=protected-access
-        "python", "-m", "x", "--runner=DirectRunner", "--direct_running_mode=multi_processing",
+        "python", "-m", "x", "--runner=FnApiRunner", "--direct_running_mode=multi_processing",
         "--direct_num_workers=0"]
-    kubeflow = ["python", "-m", "x", "--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+    kubeflow = ["python", "-m", "x", "--runner=FnApiRunner", "--direct_running_mode=multi_processing",
+                "--direct_num_workers=0", "--sdk_container_image=img"]
     assert execution._beam_args(kubeflow) == kubeflow  # pylint: disable=protected-access
     execution.options.beam_mode = "in_memory"
-    assert execution._beam_args(kubeflow)[-2:] == [  # pylint: disable=protected-access
-        "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    assert execution._beam_args(kubeflow)[-3:] == [  # pylint: disable=protected-access
+        "--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
     assert execution._beam_args(["python", "-m", "y"]) == ["python", "-m", "y"]  # pylint: disable=protected-access
 
 

@@ -148,10 +148,16 @@ def test_vertex_beam_steps_run_on_dataflow_from_config(vertex_spec, image):
                 f"--sdk_container_image={image}"} <= set(args), step
 
 
-def test_kubeflow_beam_steps_run_in_the_pod(kubeflow_spec):
+def test_kubeflow_beam_steps_run_in_the_pod(kubeflow_spec, image):
+    from tfx.utils import dependency_utils
     for step in BEAM_STEPS:
         args = container_args(kubeflow_spec[2], step)
         assert "--direct_running_mode=multi_processing" in args and not any("Dataflow" in a for a in args), step
+        # Named, so that Beam never tries to download the Prism runner in the pod.
+        assert "--runner=FnApiRunner" in args, step
+    beam_args = [a for a in args if a.startswith("--") and ("runner" in a or "direct_" in a or "sdk_" in a)]
+    assert dependency_utils.make_beam_dependency_flags(beam_args) == beam_args  # TFX packages nothing of itself
+    assert f"--sdk_container_image={image}" in beam_args
 
 
 # ------------------------------------------------------------------------------------------- leak scan
