@@ -152,3 +152,18 @@ def test_the_report_scores_and_renders_examples_the_models_modality_way(fake, tm
                                   evaluation=types.SimpleNamespace(confusion=np.array([[1, 2], [0, 0]])))
     section = report.misclassified_section(facts)
     assert found[1].example_html in section and "<img" not in section
+
+
+def test_the_report_scores_a_bounded_number_of_eval_examples_and_says_so(fake, tmp_path):
+    model_uri = str(tmp_path / "Model")
+    _save_model(os.path.join(model_uri, "Format-Serving"))
+    examples_uri = str(tmp_path / "Examples")
+    # 40 right ("ok"), then one wrong ("odd"): the wrong one lies beyond the first scoring batch.
+    _write_eval_split(examples_uri, [("ok", 0)] * 40 + [("odd", 0)])
+    assert report.misclassified_examples(examples_uri, model_uri, max_scored=1) == []
+    assert [m.filename for m in report.misclassified_examples(examples_uri, model_uri)] == ["even/40.txt"]
+    facts = types.SimpleNamespace(misclassified=[],
+                                  evaluation=types.SimpleNamespace(confusion=np.array([[40, 1], [0, 0]])))
+    section = report.misclassified_section(facts)
+    assert "gets 1 eval examples wrong, none of them among the first" in section
+    assert "got every eval example right" not in section
