@@ -67,3 +67,30 @@ def with_overrides(params, assignments: Sequence[str]):
         values[name] = text if values[name] is None or isinstance(values[name], str) else type(values[name])(
             text.lower() in ("1", "true", "yes") if isinstance(values[name], bool) else text)
     return type(params).from_custom_config(values)
+
+
+def add_quality_arguments(parser: argparse.ArgumentParser, unit: str, columns: Sequence[str], pool_cap: int,
+                          data_dir: str, splits: Sequence[str] = ("dev", "test")) -> None:
+    """The flags both quality benchmarks (image and text) take; `unit` names what k counts ("images", "texts")."""
+    parser.add_argument("--split", choices=splits, default="test",
+                        help="test: score on the test pools (reports); dev: score on the dev pools (tuning)")
+    parser.add_argument("--ks", type=int_list, help=f"training {unit} per class, e.g. 5,10,20")
+    parser.add_argument("--seeds", type=int_list, help="e.g. 0,1,2 (the dev split adds 1000)")
+    parser.add_argument("--test-per-class", type=int, help=f"pool cap per class (default {pool_cap})")
+    parser.add_argument("--data-dir", help=f"prepared datasets (default {data_dir})")
+    parser.add_argument("--plot", help=f"Also plot the scores vs {unit} per class into this PNG file.")
+    parser.add_argument("--columns", type=name_list(columns, "column"),
+                        help=f"comma-separated subset of {', '.join(columns)} (default: all); e.g. stage1,final "
+                             "for a quicker --split dev tuning run")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="Override a training parameter (TrainingParams field) for the hubtfx columns, e.g. "
+                             "stage2_significance=1 with --split dev to score every stage-2 candidate; for --split "
+                             "dev only (reports use the defaults).")
+
+
+def plot_when_asked(plot: Callable[[dict, str], None]) -> Callable[[dict, argparse.Namespace], None]:
+    """run_cli's `after`: draws the results to --plot's file when one was given."""
+    def after(results: dict, args: argparse.Namespace) -> None:
+        if args.plot:
+            plot(results, args.plot)
+    return after

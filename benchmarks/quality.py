@@ -139,9 +139,8 @@ QUICK = Settings(datasets=("digits",), ks=(2, 4), seeds=(0,), test_per_class=3, 
 PredictFn = Callable[[Sequence[bytes]], np.ndarray]  # encoded images -> class ids [n] int
 
 
-def hubtfx_train(train_images: Sequence[bytes], train_labels: np.ndarray, module_path: str,
-                 image_size: Tuple[int, int], num_classes: int, params: TrainingParams,
-                 work_dir: str) -> Tuple[PredictFn, PredictFn, dict]:
+def hubtfx_train(train_images: Sequence[bytes], train_labels: np.ndarray, module_path: str, num_classes: int,
+                 params: TrainingParams, work_dir: str) -> Tuple[PredictFn, PredictFn, dict]:
     """Trains as the Trainer does (trainer.run.train_both_stages) on encoded images with labels 0..num_classes-1
     (int64 [n]), decoded as Transform decodes them with the default config. It never sees the test pool.
 
@@ -400,8 +399,7 @@ def one_run(name: str, images: Images, test: Images, train_index: np.ndarray, k:
         params = dataclasses.replace(settings.params, seed=seed)
         with tempfile.TemporaryDirectory(dir=work_dir) as run_dir:
             (stage1_predict, final_predict, info), cost = timed(
-                hubtfx_train, train.contents, train.labels, module_path, contract.image_size, num_classes, params,
-                run_dir)
+                hubtfx_train, train.contents, train.labels, module_path, num_classes, params, run_dir)
             result["stage1"] = {"accuracy": score(stage1_predict, test.contents), "seconds": info["stage1_seconds"]}
             candidate = info.pop("stage2_candidate_predict", None)
             result["final"] = {"accuracy": score(final_predict, test.contents), **cost,
@@ -629,28 +627,13 @@ def plot(results: dict, path: str) -> None:
 
 def main(argv=None) -> int:
     def add_arguments(parser):
-        parser.add_argument("--split", choices=SPLITS, default="test",
-                            help="test: score on the test pools (reports); dev: score on the dev pools (tuning)")
+        common.add_quality_arguments(parser, "images", COLUMNS, FULL.test_per_class, datasets.default_dir(), SPLITS)
         parser.add_argument("--datasets", type=common.name_list(tuple(datasets.SOURCES), "dataset"),
                             help=f"comma-separated, of {', '.join(datasets.SOURCES)}")
-        parser.add_argument("--ks", type=common.int_list, help="training images per class, e.g. 5,10,20")
-        parser.add_argument("--seeds", type=common.int_list, help="e.g. 0,1,2 (the dev split adds 1000)")
-        parser.add_argument("--test-per-class", type=int, help=f"pool cap per class (default {FULL.test_per_class})")
-        parser.add_argument("--data-dir", help=f"prepared datasets (default {datasets.default_dir()})")
-        parser.add_argument("--plot", help="Also plot accuracy vs images per class into this PNG file.")
-        parser.add_argument("--columns", type=common.name_list(COLUMNS, "column"),
-                            help=f"comma-separated subset of {', '.join(COLUMNS)} (default: all); e.g. stage1,final "
-                                 "for a quicker --split dev tuning run")
-        parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                            help="Override a training parameter (TrainingParams field) for the hubtfx columns, "
-                                 "e.g. stage2_significance=1 with --split dev to score every stage-2 candidate.")
-
-    def plot_if_asked(results, args):
-        if args.plot:
-            plot(results, args.plot)
 
     try:
-        return common.run_cli(__doc__, run, render, argv, add_arguments, plot_if_asked, run_takes_args=True)
+        return common.run_cli(__doc__, run, render, argv, add_arguments, common.plot_when_asked(plot),
+                              run_takes_args=True)
     except datasets.DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -623,25 +623,11 @@ def plot(results: dict, path: str) -> None:
 
 def main(argv=None) -> int:
     def add_arguments(parser):
-        parser.add_argument("--split", choices=SPLITS, default="test",
-                            help="test: score on the test pool (reports); dev: score on the dev pool (tuning)")
-        parser.add_argument("--ks", type=common.int_list, help="training texts per class, e.g. 5,10,20,50")
-        parser.add_argument("--seeds", type=common.int_list, help="e.g. 0,1,2 (the dev split adds 1000)")
-        parser.add_argument("--test-per-class", type=int, help=f"pool cap per class (default {FULL.test_per_class})")
-        parser.add_argument("--data-dir", help=f"prepared datasets (default {datasets.default_dir()})")
-        parser.add_argument("--plot", help="Also plot the scores vs texts per class into this PNG file.")
-        parser.add_argument("--columns", type=common.name_list(COLUMNS, "column"),
-                            help=f"comma-separated subset of {', '.join(COLUMNS)} (default: all)")
-        parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                            help="Override a training parameter (TrainingParams field) for the hubtfx columns; for "
-                                 "--split dev only (the report uses the defaults).")
-
-    def plot_if_asked(results, args):
-        if args.plot:
-            plot(results, args.plot)
+        common.add_quality_arguments(parser, "texts", COLUMNS, FULL.test_per_class, datasets.default_dir(), SPLITS)
 
     try:
-        return common.run_cli(__doc__, run, render, argv, add_arguments, plot_if_asked, run_takes_args=True)
+        return common.run_cli(__doc__, run, render, argv, add_arguments, common.plot_when_asked(plot),
+                              run_takes_args=True)
     except datasets.DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
