@@ -141,10 +141,12 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, num_classes: int
     features = stages.extract_features(train, extract)
     fit = head_lib.fit_head(features, num_classes, candidates, params.cv_folds, params.sklearn_class_weight,
                             params.seed)
+    levels = "+".join(fit.levels)
     stage1 = stages.StageResult("stage1", train_examples=len(features), outcome=(
-        f"levels {'+'.join(fit.levels)}, C {fit.c:.3g} (temperature {fit.temperature:.3g}) chosen by "
-        f"{fit.folds}-fold cross-validation (accuracy {fit.cv_accuracy:.3f})" if fit.folds else f"levels {'+'.join(fit.levels)}, C {fit.c:g} "
-        "(too few examples per class to cross-validate)"), seconds=time.perf_counter() - started)
+        f"levels {levels}, C {fit.c:.3g} (temperature {fit.temperature:.3g}) chosen by {fit.folds}-fold "
+        f"cross-validation (accuracy {fit.cv_accuracy:.3f})" if fit.folds else
+        f"levels {levels}, C {fit.c:g} (too few examples per class to cross-validate)"),
+        seconds=time.perf_counter() - started)
     stage1_classifier = _classifier(model.frozen_backbone(module_path, fit.levels), fit, num_classes,
                                     params.dropout, input_spec, modality)
     logging.info("Stage 1: %s", stage1.outcome)
@@ -195,6 +197,7 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, num_classes: int
     logging.info("Stage 2 %s.", stage2.outcome)
     if stage2.best_epoch:
         temperature, _ = head_lib.fit_temperature(stage2_logits, validation_labels)
+        stage2.outcome += f"; served with temperature {temperature:.3g} (fitted on the validation slice)"
         return TrainingOutcome(tuned, stage1_classifier, fit, [stage1, stage2], "stage2", temperature)
     return TrainingOutcome(stage1_classifier, stage1_classifier, fit, [stage1, stage2], "stage1", fit.temperature,
                            stage2_candidate=tuned if stage2.sign_test else None)

@@ -129,6 +129,17 @@ def test_the_temperature_recovers_how_sharp_the_labels_are():
     assert loss < _log_loss(logits, labels)
 
 
+def test_held_out_logits_without_an_error_get_a_finite_temperature():
+    # Every held-out example right: plain log loss falls forever as T grows; Platt's targets stop it.
+    rng = np.random.default_rng(7)
+    labels = np.arange(40) % 4
+    logits = rng.normal(size=(40, 4)) * 0.1
+    logits[np.arange(40), labels] += 1.0
+    temperature, loss = head.fit_temperature(logits, labels)
+    served = _probabilities(np.float32(temperature) * logits.astype(np.float32))
+    assert temperature < 100 and served.max() < 0.999 and loss > 0
+
+
 def test_the_chosen_head_is_calibrated_on_examples_it_never_saw():
     # Few examples in many dimensions (like text embeddings): the penalty cross-validation picks leaves the logits
     # far too timid or too sharp; the fitted temperature must bring held-out log loss down, not just the CV's.
