@@ -124,7 +124,7 @@ def add_commands(commands) -> None:
         description="Run a spec written by `hubtfx compile` on this machine: each container task gets the "
                     "ExecutorInput the backend would build and runs its own command with this environment's "
                     "Python; importers import, Vertex resolvers query the local record of earlier runs (an ML "
-                    "Metadata SQLite file), Dataflow steps run on the local Beam DirectRunner. Compile with "
+                    "Metadata SQLite file), Dataflow steps run on Beam's local FnApiRunner. Compile with "
                     "--allow-local-paths for a spec whose folders are on this machine.")
     execute_parser.add_argument("spec", metavar="SPEC", help="The compiled spec, .json or .yaml.")
     execute_parser.add_argument("--param", action="append", metavar="NAME=VALUE",
@@ -139,7 +139,7 @@ def add_commands(commands) -> None:
     execute_parser.add_argument("--parallelism", type=int, default=2, help="Tasks run at once [default: 2].")
     execute_parser.add_argument("--no-cache", action="store_true", help="Run every task, even with a cache hit.")
     execute_parser.add_argument("--beam-mode", choices=("spec", "in_memory", "multi_processing"), default="spec",
-                                help="Beam DirectRunner mode: 'spec' keeps the spec's (Dataflow becomes "
+                                help="Local Beam (FnApiRunner) mode: 'spec' keeps the spec's (Dataflow becomes "
                                      "multi_processing) [default: spec].")
     execute_parser.add_argument("--warm-start", action="store_true",
                                 help="Fork each `python -m` task from one interpreter that imported the spec's "

@@ -21,8 +21,8 @@ The backend decides what a task sees (--backend, inferred from the spec when not
   schema as type (GetOutputArtifactsByExecutionId), `lifecycle.preCacheCheck` is not run, resolver executors are
   an error;
 - vertex: input artifacts are typed and named by resource name, preCacheCheck runs before the cache lookup and
-  the executor, resolvers are answered from the record of runs, and Dataflow steps run on the local Beam
-  DirectRunner (Dataflow is the one cluster service replaced here).
+  the executor, resolvers are answered from the record of runs, and Dataflow steps run on Beam's local
+  FnApiRunner (Dataflow is the one cluster service replaced here).
 """
 from __future__ import annotations
 
@@ -53,9 +53,10 @@ BEAM_MODES = ("spec", "in_memory", "multi_processing")
 ExecutorSpec = pipeline_spec_pb2.PipelineDeploymentConfig.ExecutorSpec
 COMPLETE, CACHED, FAILED, NOT_TRIGGERED = "COMPLETE", "CACHED", "FAILED", "NOT_TRIGGERED"
 
-# Beam options that only mean something to Dataflow; dropped with --runner=DataflowRunner.
+# Beam options that only mean something to Dataflow; dropped with --runner=DataflowRunner. The SDK image stays:
+# local workers never pull it, and naming it keeps TFX from packaging itself in every step (local_runner.py).
 _DATAFLOW_OPTIONS = ("--runner=", "--project=", "--region=", "--temp_location=", "--staging_location=",
-                     "--machine_type=", "--max_num_workers=", "--num_workers=", "--sdk_container_image=",
+                     "--machine_type=", "--max_num_workers=", "--num_workers=",
                      "--sdk_location=", "--experiments=", "--service_account_email=", "--subnetwork=",
                      "--network=", "--worker_machine_type=", "--disk_size_gb=", "--job_name=")
 _DIRECT_OPTIONS = ("--runner=", "--direct_running_mode=", "--direct_num_workers=")

@@ -257,15 +257,15 @@ def test_a_placeholder_on_an_empty_input_matches_nothing(tmp_path, script):
 
 
 # ------------------------------------------------------------------------------------------------ beam arguments
-def test_dataflow_runs_on_the_direct_runner_and_beam_mode_applies(tmp_path, script):
+def test_dataflow_runs_on_the_local_fnapi_runner_and_beam_mode_applies(tmp_path, script):
     execution = execute_spec.SpecExecution(
         execute_spec.load_spec(write_spec(tmp_path, toy_spec(tmp_path / "root", script))),
         execute_spec.Options(log=lambda line: None))
     dataflow = ["python", "-m", "x", "--runner=DataflowRunner", "--project=p", "--region=r",
                 "--temp_location=gs://b/t", "--sdk_container_image=img", "--experiments=use_runner_v2"]
     assert execution._beam_args(dataflow) == [  # pylint: disable=protected-access
-        "python", "-m", "x", "--runner=FnApiRunner", "--direct_running_mode=multi_processing",
-        "--direct_num_workers=0"]
+        "python", "-m", "x", "--sdk_container_image=img", "--runner=FnApiRunner",
+        "--direct_running_mode=multi_processing", "--direct_num_workers=0"]
     kubeflow = ["python", "-m", "x", "--runner=FnApiRunner", "--direct_running_mode=multi_processing",
                 "--direct_num_workers=0", "--sdk_container_image=img"]
     assert execution._beam_args(kubeflow) == kubeflow  # pylint: disable=protected-access
