@@ -416,24 +416,32 @@ def manifest_path(name: str, root: str) -> str:
     return os.path.join(root, f"{name}.json")
 
 
-def prepare(name: str, root: Optional[str] = None) -> str:
+def full_name(name: str) -> str:
+    """The folder (and manifest) name of a set prepared without its per-class limit (`prepare(full=True)`)."""
+    return f"{name}-full" if name in _PER_CLASS_LIMIT else name
+
+
+def prepare(name: str, root: Optional[str] = None, full: bool = False) -> str:
     """``<root>/<name>``, prepared (fetching the package if needed) unless already complete; returns its path.
 
-    The folder is built beside its final place and renamed into it, then the manifest is written: an interrupted
-    preparation leaves no folder that looks complete. Raises DatasetError (with advice) or KeyError (unknown name).
+    full: every distinct image, without the set's per-class limit (animal-mnist: 9716 instead of 2000), in
+    ``<root>/<full_name(name)>`` (the scaling benchmark's data). The folder is built beside its final place and
+    renamed into it, then the manifest is written: an interrupted preparation leaves no folder that looks
+    complete. Raises DatasetError (with advice) or KeyError (unknown name).
     """
     source = SOURCES[name]
     root = root or default_dir()
-    final = os.path.join(root, name)
-    manifest = read_manifest(name, root)
+    folder_name = full_name(name) if full else name
+    final = os.path.join(root, folder_name)
+    manifest = read_manifest(folder_name, root)
     if manifest and manifest.get("prepared_version") == PREPARED_VERSION and os.path.isdir(final):
         return final
     os.makedirs(root, exist_ok=True)
     notes: Dict[str, int] = {}
     counts: Dict[str, int] = {}
     seen = set()
-    limit = _PER_CLASS_LIMIT.get(name)
-    with tempfile.TemporaryDirectory(dir=root, prefix=f".{name}.partial-") as tmp:
+    limit = None if full else _PER_CLASS_LIMIT.get(name)
+    with tempfile.TemporaryDirectory(dir=root, prefix=f".{folder_name}.partial-") as tmp:
         for cls, stem, image in _PREPARERS[name](notes):
             if limit is not None and counts.get(cls, 0) >= limit:
                 continue
@@ -451,10 +459,10 @@ def prepare(name: str, root: Optional[str] = None) -> str:
         os.replace(tmp, final)
         os.makedirs(tmp)  # TemporaryDirectory removes it on exit
     source_sha = source.sha256 if source.client != "bundled" else None
-    payload = {"name": name, "prepared_version": PREPARED_VERSION, "source": dataclasses.asdict(source),
+    payload = {"name": folder_name, "prepared_version": PREPARED_VERSION, "source": dataclasses.asdict(source),
                "source_sha256_checked": source_sha, "counts": dict(sorted(counts.items())),
                "total": sum(counts.values()), "dropped": notes}
-    with open(manifest_path(name, root), "w", encoding="utf-8") as f:
+    with open(manifest_path(folder_name, root), "w", encoding="utf-8") as f:
         json.dump(payload, f, indent=2)
     return final
 
@@ -564,6 +572,31 @@ def list_images(folder: str) -> Tuple[List[str], List[str]]:
     classes = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
     files = [os.path.join(folder, c, f) for c in classes for f in sorted(os.listdir(os.path.join(folder, c)))]
     return classes, files
+
+
+def files_by_class(folder: str) -> Dict[str, List[str]]:
+    """{class: its files sorted} of a ``<folder>/<class>/<file>`` tree."""
+    classes, files = list_images(folder)
+    return {c: [f for f in files if os.path.basename(os.path.dirname(f)) == c] for c in classes}
+
+
+def balanced_subset(by_class: Dict[str, List[str]], size: int, seed: int = 0) -> Dict[str, List[str]]:
+    """ceil(size / classes) files per class (all of a class's files if it has fewer), the first of a seeded
+    shuffle per class, so a smaller subset is part of a larger one."""
+    per_class = -(-size // len(by_class))
+    rng = np.random.default_rng(seed)
+    return {c: [files[i] for i in rng.permutation(len(files))[:per_class]] for c, files in sorted(by_class.items())}
+
+
+def copy_subset(chosen: Dict[str, List[str]], folder: str) -> int:
+    """Copies the chosen files to ``<folder>/<class>/``; returns their bytes."""
+    total = 0
+    for cls, files in chosen.items():
+        os.makedirs(os.path.join(folder, cls), exist_ok=True)
+        for path in files:
+            shutil.copyfile(path, os.path.join(folder, cls, os.path.basename(path)))
+            total += os.path.getsize(path)
+    return total
 
 
 def describe() -> str:

@@ -54,3 +54,19 @@ def test_list_names_every_source_with_its_licence_and_sha256(capsys):
     printed = capsys.readouterr().out
     for source in datasets.SOURCES.values():
         assert source.sha256 in printed and source.licence in printed
+
+
+def test_a_smaller_balanced_subset_is_part_of_a_larger_one_and_copies_byte_for_byte(tmp_path):
+    files = {c: [f"{c}/{i:04d}.png" for i in range(n)] for c, n in (("a", 50), ("b", 30), ("c", 80))}
+    small, large = datasets.balanced_subset(files, 30), datasets.balanced_subset(files, 90)
+    assert {c: len(v) for c, v in small.items()} == {"a": 10, "b": 10, "c": 10}
+    assert {c: len(v) for c, v in large.items()} == {"a": 30, "b": 30, "c": 30}
+    assert all(set(small[c]) <= set(large[c]) for c in files)
+    assert {c: len(v) for c, v in datasets.balanced_subset(files, 10_000).items()} == {"a": 50, "b": 30, "c": 80}
+    source = tmp_path / "source"
+    for cls in ("x", "y"):
+        (source / cls).mkdir(parents=True)
+        (source / cls / "1.png").write_bytes(cls.encode() * 7)
+    by_class = datasets.files_by_class(str(source))
+    assert datasets.copy_subset(by_class, str(tmp_path / "copy")) == 14
+    assert (tmp_path / "copy" / "y" / "1.png").read_bytes() == b"yyyyyyy"
