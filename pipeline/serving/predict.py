@@ -98,7 +98,9 @@ def predict_files(model_dir: str, files: List[str],
     results = {}
     readable = []
     if texts and modality.name != TEXT_MODALITY:
-        raise ConfigError(f"--text needs a text model; {model_dir} takes {modality.name} inputs: pass files.")
+        raise ConfigError(f"--text needs a text model; {model_dir} takes {modality.name} inputs. Point predict at "
+                          "a text run's models with --output <that run's --output-dir> (or --model <model folder>), "
+                          "or pass files.")
     labels = [text_label(i, t) for i, t in enumerate(texts, start=1)]
     for label, text in zip(labels, texts):
         # The rule ingestion applies to a text file (blank, not UTF-8: argv bytes that are not arrive as surrogates).
