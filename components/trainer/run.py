@@ -171,6 +171,7 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, num_classes: int
     stage1_logits = fitting_fit.logits(features, validation_rows)
     reference = stages.softmax_metrics(stage1_logits, validation_labels)
     stage1.validation_loss, stage1.validation_accuracy = reference["loss"], reference["accuracy"]
+    stage1.validation_examples = len(validation_rows)
     stage1_errors = int(np.sum(stage1_logits.argmax(axis=1) != validation_labels))
     if not stages.SignTest.could_reach(stage1_errors, params.stage2_significance):
         skipped = stages.StageResult("stage2", validation_examples=len(validation_rows), outcome=(

@@ -140,6 +140,7 @@ def test_stage_2_is_not_judged_when_no_gain_could_be_significant(tmp_path, tiny_
     assert outcome.chosen == "stage1" and outcome.classifier is outcome.stage1_classifier
     assert stage2.outcome.startswith("skipped: stage 1 misclassifies") and "stage2_significance 1e-09" in stage2.outcome
     assert stage2.validation_examples == 12 and not stage2.history  # no fine-tuning epoch ran
+    assert stage1.validation_examples == 12  # the slice stage 1's validation loss was measured on
 
 
 def test_stage_2_is_kept_only_when_it_passes_the_sign_test():
