@@ -182,7 +182,6 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> Tuple[float, floa
     optimum. The log loss returned is the plain one (one-hot targets) at that T.
     """
     from scipy.optimize import minimize_scalar  # pylint: disable=import-outside-toplevel
-    from scipy.special import log_softmax  # pylint: disable=import-outside-toplevel
 
     logits = np.asarray(logits, dtype=np.float64)
     n, classes = logits.shape
@@ -192,12 +191,12 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> Tuple[float, floa
     targets[rows, labels] = on_label
 
     def smoothed_loss(log_t: float) -> float:
-        return float(-(targets * log_softmax(np.exp(log_t) * logits, axis=1)).sum(axis=1).mean())
+        return float(-(targets * _log_softmax(np.exp(log_t) * logits)).sum(axis=1).mean())
 
     low, high = np.log(TEMPERATURE_RANGE[0]), np.log(TEMPERATURE_RANGE[1])
     found = minimize_scalar(smoothed_loss, bounds=(low, high), method="bounded", options={"xatol": 1e-4})
     temperature = float(np.exp(found.x))
-    return temperature, float(-log_softmax(temperature * logits, axis=1)[rows, labels].mean())
+    return temperature, float(-_log_softmax(temperature * logits)[rows, labels].mean())
 
 
 def _standardisation(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

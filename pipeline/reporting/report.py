@@ -98,6 +98,11 @@ def _eval_batches(examples_uri: str, raw_feature: str):
     return dataset.map(lambda batch: tf.io.parse_example(batch, features))
 
 
+def _scoring_batches(max_scored: int) -> int:
+    """Whole scoring batches that cover max_scored examples."""
+    return -(-max_scored // _SCORING_BATCH)
+
+
 def misclassified_examples(examples_uri: str, model_uri: str, limit: int = MAX_THUMBNAILS,
                            max_scored: int = MAX_SCORED) -> List[Misclassified]:
     """The first `limit` eval examples the model gets wrong among the first `max_scored` (about, rounded up to
@@ -107,7 +112,7 @@ def misclassified_examples(examples_uri: str, model_uri: str, limit: int = MAX_T
     modality = modalities.modality_for_model(loaded)
     signature = modality.serving_signature(loaded)
     found = []
-    for batch in _eval_batches(examples_uri, modality.raw_feature).take(-(-max_scored // _SCORING_BATCH)):
+    for batch in _eval_batches(examples_uri, modality.raw_feature).take(_scoring_batches(max_scored)):
         batch = {k: v.numpy() for k, v in batch.items()}
         raw = batch[modality.raw_feature]
         outputs = {k: v.numpy() for k, v in signature(**modality.model_inputs(raw)).items()}
@@ -330,7 +335,7 @@ def module_section(facts: RunFacts) -> str:
 def misclassified_section(facts: RunFacts) -> str:
     confusion = facts.evaluation.confusion if facts.evaluation is not None else None
     total = int(confusion.sum() - np.trace(confusion)) if confusion is not None else 0
-    scored = -(-MAX_SCORED // _SCORING_BATCH) * _SCORING_BATCH
+    scored = _scoring_batches(MAX_SCORED) * _SCORING_BATCH
     return _macros().misclassified_section(facts.misclassified, total, facts.evaluation is not None, scored)
 
 
