@@ -457,18 +457,33 @@ def _single_image_error(image_bytes: tf.Tensor, max_pixels: int) -> tf.Tensor:
     return tf.cond(tf.equal(verdict, ""), decodes, lambda: verdict)
 
 
+def _screening_options() -> tf.data.Options:
+    """image_errors' dataset is a dozen elements consumed once: rewriting its graph and tuning its buffers costs
+    far more than it could save."""
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
+    options.experimental_optimization.inject_prefetch = False
+    options.autotune.enabled = False
+    options.experimental_warm_start = False
+    return options
+
+
 def image_errors(image_bytes: tf.Tensor, max_pixels: int = MAX_PIXELS) -> tf.Tensor:
     """Per image of a batch [n] of encoded images, "" if decode_rgb decodes it right within `max_pixels`, else
     why not (string [n]); the same text ExampleGen writes in its skip report.
 
     Each image is tried in a tf.data map whose failures are dropped (ignore_errors), so one bad image never
     fails the batch; the survivors' indices put the verdicts back in order. The map runs one image at a time.
+    The dataset is built anew on every call, so its construction is a fixed cost of every serving request: with
+    tf.data's default graph rewrites and autotuning (_screening_options) it was 4-5 s per call whatever the batch
+    size, 0.6-0.8 s without them (measured on 28 px PNGs, 1 to 32 per call; the decoding itself is milliseconds).
     """
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     count = tf.shape(image_bytes, out_type=tf.int64)[0]
     verdicts = (tf.data.Dataset.from_tensor_slices((tf.range(count), image_bytes))
                 .map(lambda index, raw: (index, _single_image_error(raw, max_pixels)))
-                .ignore_errors())
+                .ignore_errors()
+                .with_options(_screening_options()))
     return verdicts.reduce(corrupt_reasons(image_bytes), lambda errors, verdict: tf.tensor_scatter_nd_update(
         errors, [[verdict[0]]], [verdict[1]]))
 
