@@ -14,6 +14,7 @@ from hubtfx.components.example_gen import executor as executor_lib
 from hubtfx.components.example_gen.layout import scan_layout
 from hubtfx.components.modality import registry
 from hubtfx.components.modality.base import Modality
+from hubtfx.components.trainer import exported_model
 from hubtfx.components.transform import preprocessing
 from hubtfx.pipeline.reporting import report
 from hubtfx.pipeline.serving import predict
@@ -69,10 +70,17 @@ class _NoteModel(tf.Module):
         return {"probabilities": tf.one_hot(class_id, 2), "class_id": class_id,
                 "class_name": tf.gather(tf.constant(CLASSES), class_id)}
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=exported_model.EXAMPLES_INPUT)])
+    def serve_examples(self, examples):
+        notes = tf.io.parse_example(examples, {"note_raw": tf.io.FixedLenFeature([], tf.string)})["note_raw"]
+        return self.serve(notes)
+
 
 def _save_model(path):
     model = _NoteModel()
-    tf.saved_model.save(model, path, signatures={"serving_default": model.serve.get_concrete_function()})
+    tf.saved_model.save(model, path, signatures={
+        "serving_default": model.serve.get_concrete_function(),
+        exported_model.EXAMPLES_SIGNATURE: model.serve_examples.get_concrete_function()})
     return path
 
 
@@ -167,3 +175,29 @@ def test_the_report_scores_a_bounded_number_of_eval_examples_and_says_so(fake, t
     section = report.misclassified_section(facts)
     assert "gets 1 eval examples wrong, none of them among the first" in section
     assert "got every eval example right" not in section
+
+
+def test_the_report_reuses_misclassified_examples_found_for_the_same_artifacts(fake, tmp_path):
+    model_uri = str(tmp_path / "Model")
+    _save_model(os.path.join(model_uri, "Format-Serving"))
+    examples_uri = str(tmp_path / "Examples")
+    _write_eval_split(examples_uri, [("odd", 0), ("ok", 0)])
+    cache_dir = str(tmp_path / "reports")
+    found = report.cached_misclassified_examples(cache_dir, examples_uri, model_uri)
+    assert [m.filename for m in found] == ["even/0.txt"]
+
+    # Artifacts never change: with the model gone, the same (examples, model) can only come from the cache.
+    os.rename(model_uri, model_uri + "-moved")
+    assert report.cached_misclassified_examples(cache_dir, examples_uri, model_uri) == found
+    # Another model is scored, and becomes the cached one.
+    other_uri = model_uri + "-moved"
+    assert report.cached_misclassified_examples(cache_dir, examples_uri, other_uri) == found
+    with open(os.path.join(cache_dir, report.MISCLASSIFIED_CACHE), encoding="utf-8") as f:
+        assert other_uri in f.read()
+    with pytest.raises(OSError):
+        report.cached_misclassified_examples(cache_dir, examples_uri, model_uri)
+
+    # An unreadable cache is recomputed, not trusted or fatal.
+    with open(os.path.join(cache_dir, report.MISCLASSIFIED_CACHE), "w", encoding="utf-8") as f:
+        f.write('{"key": ')
+    assert report.cached_misclassified_examples(cache_dir, examples_uri, other_uri) == found
