@@ -18,7 +18,8 @@ class TrainingParams:
     """Every choice the Trainer makes uses only the train split (see components/trainer/stages.py)."""
 
     batch_size: int = 16
-    cv_folds: int = 5  # stage 1: stratified folds choosing the L2 strength and the feature levels
+    cv_folds: int = 5  # stage 1: stratified folds choosing the L2 strength and the feature levels (at most:
+    # fewer above 2,000 training examples, see head.CV_ROW_BUDGET)
     feature_levels: str = "auto"  # auto: cross-validation chooses; default: feature vector only; all: every level
     class_weight: str = "balanced"  # balanced: each class weighs the same in the loss, whatever its count
     dropout: float = 0.0  # before the head, in stage 2 only (stage 1 is regularised by its L2 strength)

@@ -107,6 +107,21 @@ def test_a_class_without_training_examples_is_a_clear_error():
         head.fit_head(head.Features({"default": x}, labels), 3, [("default",)], 5, None, 0)
 
 
+@pytest.mark.parametrize("examples, wanted, expected", [
+    (2000, 5, 5), (2001, 5, 4), (4000, 5, 3), (8000, 5, 2), (100_000, 5, 2), (100_000, 10, 2), (300, 10, 10),
+    (300, 3, 3)])
+def test_cross_validation_uses_fewer_folds_where_the_set_is_large(examples, wanted, expected):
+    labels = np.arange(examples) % 10
+    assert head.cv_folds(labels, wanted) == expected
+    assert (expected - 1) * examples <= max(head.CV_ROW_BUDGET, examples)
+
+
+def test_folds_never_exceed_the_smallest_class():
+    assert head.cv_folds(np.array([0] * 500 + [1] * 3), 5) == 3
+    assert head.cv_folds(np.array([0, 0, 0, 1, 1, 1]), 5) == 3
+    assert head.cv_folds(np.array([], dtype=np.int64), 5) == 0
+
+
 def test_a_single_example_class_falls_back_to_a_fixed_penalty():
     x, labels = _blobs(5, 2, 4, separation=1.0)
     labels = labels.copy()
