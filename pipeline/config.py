@@ -72,8 +72,8 @@ class PipelineConfig:
     batch_size: int = _field(_TRAINING.batch_size, "Batch size of stage 2 and of the feature pass.", "training")
     cv_folds: int = _field(_TRAINING.cv_folds, "Stage 1: stratified cross-validation folds on the training "
                                                "features that choose the head's L2 strength and feature levels "
-                                               "(at most; fewer above 2,000 training examples, down to 2 from "
-                                               "8,000, where more folds cost time and change nothing).",
+                                               "(at most; fewer above 2,000 training examples, 2 above 4,000, "
+                                               "where more folds cost time and change nothing).",
                            "training")
     feature_levels: str = _field(_TRAINING.feature_levels, "Stage 1 features: 'auto' lets cross-validation choose "
                                  "between the module's feature vector and all its feature levels (pooled "

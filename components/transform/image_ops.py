@@ -27,6 +27,7 @@ reason as a per-image error (see image_errors). EXIF orientation is not applied 
 serving alike: pixels are used as stored.
 """
 import functools
+import re
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -606,7 +607,7 @@ def _header_pixels_function():
 # one call per file (header verdict, then the decode), 0.66 ms per 28 px PNG where a verdict call and a decode_rgb
 # call, which reads the header again, took 1.4 ms (ExampleGen checks every file).
 _image_error = tf.function(lambda raw: _single_image_error(raw, MAX_PIXELS),
-                           input_signature=[tf.TensorSpec([], tf.string)])
+                           input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
 
 
 def decode_failure_reason(raw: bytes) -> Optional[str]:
@@ -626,6 +627,8 @@ def decode_failure_reason(raw: bytes) -> Optional[str]:
 
 
 def tf_error_detail(err: tf.errors.OpError) -> str:
-    """TF's error message without the '{{function_node ...}}' prefix and '[Op:...]' suffix."""
-    message = err.message.split("}}")[-1]
-    return message.split(" [Op:")[0].strip()
+    """The failing op's own message ("Invalid PNG data, size 60"): TF's message without its '{{function_node
+    ...}}' markers, the '[[{{node ...}}]]' trace of an op raised inside a nested graph function, and the
+    '[Op:...]' suffix."""
+    message = err.message.split("\n\t [[")[0].split(" [Op:")[0]
+    return " ".join(re.sub(r"\{\{[^}]*\}\}", " ", message).split())

@@ -12,8 +12,10 @@ import functools
 import glob
 import io
 import json
+import logging
 import os
 import shutil
+import tempfile
 from typing import Dict, List, Optional, Sequence
 
 import jinja2
@@ -39,6 +41,7 @@ LATEST_REPORT = "latest.html"
 # instead of loading the model and scoring MAX_SCORED examples again (about 45 s of a 47 s steady-state re-run at
 # 1,500 images: benchmarks/pipeline_overhead.py).
 MISCLASSIFIED_CACHE = ".misclassified.json"
+_MISCLASSIFIED_CACHE_VERSION = 1  # raise when Misclassified, its rendering or the scoring changes
 MAX_THUMBNAILS = 8
 # The report scores at most this many eval examples to find misclassified ones: TFMA keeps no per-example
 # predictions, so this is a second pass over the eval split with the exported model, and unbounded it grew with
@@ -140,23 +143,49 @@ def misclassified_examples(examples_uri: str, model_uri: str, limit: int = MAX_T
     return found
 
 
+def _misclassified_cache_key(examples_uri: str, model_uri: str) -> dict:
+    """What the misclassified examples depend on. The artifacts' URIs end in ML Metadata execution ids, which start
+    over if the metadata database is deleted while the pipeline root stays: the files' sizes and modification times
+    tell a re-created artifact at a reused URI apart."""
+    watched = [os.path.join(path_utils.serving_model_path(model_uri), "saved_model.pb"),
+               *sorted(tf.io.gfile.glob(os.path.join(glob.escape(examples_uri), "Split-eval", "*")))]
+    stats = []
+    for path in watched:
+        try:
+            stat = os.stat(path)
+            stats.append([path, stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            stats.append([path, None, None])
+    return {"version": _MISCLASSIFIED_CACHE_VERSION, "examples": examples_uri, "model": model_uri,
+            "limit": MAX_THUMBNAILS, "max_scored": MAX_SCORED, "batch": _SCORING_BATCH, "files": stats}
+
+
 def cached_misclassified_examples(cache_dir: str, examples_uri: str, model_uri: str) -> List[Misclassified]:
-    """misclassified_examples(examples_uri, model_uri), reused from `cache_dir`'s MISCLASSIFIED_CACHE when it was
-    found for the same artifacts and bounds; an unreadable cache is recomputed and rewritten."""
-    key = {"examples": examples_uri, "model": model_uri, "limit": MAX_THUMBNAILS, "max_scored": MAX_SCORED}
+    """misclassified_examples(examples_uri, model_uri), reused from the local folder `cache_dir`'s
+    MISCLASSIFIED_CACHE when it was found for the same artifacts, files and bounds. An unreadable cache is
+    recomputed; one that cannot be written is only logged (the report still gets its examples)."""
+    key = _misclassified_cache_key(examples_uri, model_uri)
     path = os.path.join(cache_dir, MISCLASSIFIED_CACHE)
     try:
-        cached = run_summary.read_json(path)
+        with open(path, encoding="utf-8") as f:
+            cached = json.load(f)
         if cached.get("key") == key:
             return [Misclassified(**found) for found in cached["found"]]
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         pass
     found = misclassified_examples(examples_uri, model_uri)
-    os.makedirs(cache_dir, exist_ok=True)
-    partial = path + ".partial"
-    with open(partial, "w", encoding="utf-8") as f:
-        json.dump({"key": key, "found": [dataclasses.asdict(m) for m in found]}, f)
-    os.replace(partial, path)
+    partial = None
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        handle, partial = tempfile.mkstemp(prefix=MISCLASSIFIED_CACHE, dir=cache_dir)
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            json.dump({"key": key, "found": [dataclasses.asdict(m) for m in found]}, f)
+        os.replace(partial, path)  # atomic: a concurrent reader sees the old cache or the new one
+    except OSError as err:
+        logging.warning("Could not cache the report's misclassified examples in %s (%s); the next report will "
+                        "score them again.", cache_dir, err)
+        if partial is not None and os.path.exists(partial):
+            os.remove(partial)
     return found
 
 

@@ -177,7 +177,7 @@ def test_the_report_scores_a_bounded_number_of_eval_examples_and_says_so(fake, t
     assert "got every eval example right" not in section
 
 
-def test_the_report_reuses_misclassified_examples_found_for_the_same_artifacts(fake, tmp_path):
+def test_the_report_reuses_misclassified_examples_found_for_the_same_artifacts(fake, tmp_path, monkeypatch):
     model_uri = str(tmp_path / "Model")
     _save_model(os.path.join(model_uri, "Format-Serving"))
     examples_uri = str(tmp_path / "Examples")
@@ -185,19 +185,36 @@ def test_the_report_reuses_misclassified_examples_found_for_the_same_artifacts(f
     cache_dir = str(tmp_path / "reports")
     found = report.cached_misclassified_examples(cache_dir, examples_uri, model_uri)
     assert [m.filename for m in found] == ["even/0.txt"]
+    scored = []
+    real_scoring = report.misclassified_examples
+    monkeypatch.setattr(report, "misclassified_examples", lambda *args: scored.append(args) or real_scoring(*args))
 
-    # Artifacts never change: with the model gone, the same (examples, model) can only come from the cache.
-    os.rename(model_uri, model_uri + "-moved")
     assert report.cached_misclassified_examples(cache_dir, examples_uri, model_uri) == found
-    # Another model is scored, and becomes the cached one.
-    other_uri = model_uri + "-moved"
-    assert report.cached_misclassified_examples(cache_dir, examples_uri, other_uri) == found
-    with open(os.path.join(cache_dir, report.MISCLASSIFIED_CACHE), encoding="utf-8") as f:
-        assert other_uri in f.read()
-    with pytest.raises(OSError):
-        report.cached_misclassified_examples(cache_dir, examples_uri, model_uri)
+    assert not scored  # the same artifacts: nothing loaded or scored again
 
-    # An unreadable cache is recomputed, not trusted or fatal.
+    # A model re-created at the same URI (ML Metadata's ids start over with a new database) is scored again.
+    saved_model = os.path.join(model_uri, "Format-Serving", "saved_model.pb")
+    stat = os.stat(saved_model)
+    os.utime(saved_model, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert report.cached_misclassified_examples(cache_dir, examples_uri, model_uri) == found
+    assert len(scored) == 1
+
+    # An unreadable cache is recomputed, not trusted or fatal, and rewritten whole.
     with open(os.path.join(cache_dir, report.MISCLASSIFIED_CACHE), "w", encoding="utf-8") as f:
         f.write('{"key": ')
-    assert report.cached_misclassified_examples(cache_dir, examples_uri, other_uri) == found
+    assert report.cached_misclassified_examples(cache_dir, examples_uri, model_uri) == found
+    assert len(scored) == 2
+    assert report.cached_misclassified_examples(cache_dir, examples_uri, model_uri) == found
+    assert len(scored) == 2
+    assert os.listdir(cache_dir) == [report.MISCLASSIFIED_CACHE]  # no temporary file left
+
+
+def test_a_report_whose_cache_cannot_be_written_still_gets_its_examples(fake, tmp_path):
+    model_uri = str(tmp_path / "Model")
+    _save_model(os.path.join(model_uri, "Format-Serving"))
+    examples_uri = str(tmp_path / "Examples")
+    _write_eval_split(examples_uri, [("odd", 0)])
+    not_a_folder = tmp_path / "reports"
+    not_a_folder.write_text("a file where the reports folder should be")
+    found = report.cached_misclassified_examples(str(not_a_folder), examples_uri, model_uri)
+    assert [m.filename for m in found] == ["even/0.txt"]

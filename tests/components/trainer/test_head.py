@@ -108,7 +108,7 @@ def test_a_class_without_training_examples_is_a_clear_error():
 
 
 @pytest.mark.parametrize("examples, wanted, expected", [
-    (2000, 5, 5), (2001, 5, 4), (4000, 5, 3), (8000, 5, 2), (100_000, 5, 2), (100_000, 10, 2), (300, 10, 10),
+    (2000, 5, 5), (2001, 5, 4), (2667, 5, 3), (4000, 5, 3), (4001, 5, 2), (8000, 5, 2), (100_000, 5, 2), (100_000, 10, 2), (300, 10, 10),
     (300, 3, 3)])
 def test_cross_validation_uses_fewer_folds_where_the_set_is_large(examples, wanted, expected):
     labels = np.arange(examples) % 10

@@ -332,6 +332,10 @@ def test_each_refused_variant_gets_its_true_reason_in_serving_and_ingestion(name
     assert ingestion.startswith(serving_errors[name]), (ingestion, serving_errors[name])
     if not variant.refusal.startswith("corrupt"):
         assert "corrupt" not in ingestion
+    else:  # the decoder's own words, without TF's graph trace: "corrupt or truncated PNG: ... (Invalid PNG data...)"
+        detail = ingestion[len(serving_errors[name]):]
+        assert detail.startswith(" (") and detail.endswith(")") and len(detail) > 6, ingestion
+        assert not any(marker in detail for marker in ("[[", "]]", "{{", "[Op:")), ingestion
     with pytest.raises(tf.errors.InvalidArgumentError):  # decode_rgb itself never returns its pixels
         _decode_rgb(variant.data)
 
