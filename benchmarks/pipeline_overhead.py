@@ -164,7 +164,7 @@ def run(args) -> dict:
 def render(results: dict) -> str:
     lines = [f"Pipeline overhead ({results['mode']}: {results['images']} {results['data']}, module "
              f"{results['module']}, "
-             f"{results['cv_folds']}-fold stage-1 CV / up to {results['stage2_epochs']} stage-2 epochs, "
+             f"up to {results['cv_folds']}-fold stage-1 CV / up to {results['stage2_epochs']} stage-2 epochs, "
              f"batch {results['batch_size']})",
              f"  full local pipeline, first run   {results['first_run_s']:8.1f} s  "
              f"(eval accuracy {results['pipeline_eval_accuracy']:.3f})",

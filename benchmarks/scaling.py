@@ -4,7 +4,8 @@ Data: animal-mnist (benchmarks/datasets.py, `prepare(full=True)`): 9716 distinct
 real images the pipeline treats like any photo (decoded and resized to the module's 224 px). Each size N is a
 class-balanced subset (N / 10 per class, the first in a seeded shuffle, so a smaller size is part of a larger one;
 the largest size is every image: 812..1000 per class). For each size, one fresh `hubtfx run` with the default
-flags (bundled EfficientNet-Lite0, 5-fold stage 1, up to 8 stage-2 epochs) in a child process with its own output
+flags (bundled EfficientNet-Lite0, stage 1 cross-validated with up to 5 folds, fewer on large training sets as
+head.CV_ROW_BUDGET says, up to 8 stage-2 epochs) in a child process with its own output
 folder and TMPDIR, sizes one after another, reports:
   per component  wall seconds, CPU seconds and peak RSS (the run's own timing JSON, pipeline/reporting/timing.py);
   run            wall seconds of the pipeline (the timing JSON's) and of the child process (start-up included),
