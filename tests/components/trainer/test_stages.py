@@ -84,6 +84,16 @@ def test_the_validation_slice_is_stratified_and_leaves_small_classes_whole():
     assert not np.array_equal(held_out, stages.validation_rows(labels, 0.2, seed=1))
 
 
+def test_class_grouping_tells_an_order_by_class_from_a_shuffled_one():
+    rng = np.random.default_rng(0)
+    for examples, classes in [(7768, 10), (3000, 2), (6000, 100), (1211, 10)]:
+        by_class = np.repeat(np.arange(classes), examples // classes)
+        assert stages.class_grouping(by_class) > stages.GROUPED_BY_CLASS
+        assert stages.class_grouping(rng.permutation(by_class)) < 0.3
+    assert stages.class_grouping(np.repeat(np.arange(10), 25)) == 0.0  # within one buffer: the shuffle mixes it
+    assert stages.class_grouping(np.zeros(1000, dtype=np.int64)) == 0.0
+
+
 def test_split_images_partitions_the_training_images_by_row():
     images = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1) * np.ones((1, 2, 2, 3), np.float32)
     train = tf.data.Dataset.from_tensor_slices((images, np.arange(10))).batch(3)
