@@ -191,7 +191,7 @@ def train_both_stages(train: tf.data.Dataset, module_path: str, num_classes: int
         logging.warning("Stage 2: the training examples arrive grouped by class (class_grouping %.2f), which its "
                         "shuffle buffer of a few hundred examples cannot mix: fine-tuning would see one class at a "
                         "time and is likely to be rolled back. Write the train split in mixed order (hubtfx's own "
-                        "ExampleGen does; shuffle TFRecords or table rows made elsewhere).", grouping)
+                        "ExampleGen does for folders and tables; shuffle examples made elsewhere).", grouping)
     fitting, validation = stages.split_images(train, held_out, params.batch_size, params.seed)
     stage2 = stages.fine_tune(fitting, validation, tuned, backbone.selected_variable_names, params,
                               -(-len(fitting_rows) // params.batch_size), reference, log_dir, modality=modality)

@@ -324,23 +324,35 @@ def _warmup_cosine(peak: float, total_steps: int, warmup_fraction: float):
         warmup_target=peak, warmup_steps=warmup)
 
 
-def class_grouping(labels: np.ndarray, window: int = _IMAGE_SHUFFLE_BUFFER) -> float:
-    """How far the class mix of consecutive `window`-example stretches of `labels` (int [n], in reading order)
-    is from the whole's: the mean total-variation distance, divided by 1 - 1/classes (its value when each
-    stretch holds one class of equally many), so 0 means every stretch is mixed like the whole and about 1 one
-    class at a time. A shuffle buffer of `window` examples cannot mix what such an order groups together.
-    Random orders score 0.05-0.25 with windows of 256 (10 to 100 classes); 0 when n <= window or one class."""
+def class_grouping(labels: np.ndarray, window: int = _IMAGE_SHUFFLE_BUFFER, seed: int = 0) -> float:
+    """How far `labels` (int >= 0 [n], in reading order) are from a random order towards an order by class, as seen
+    through consecutive `window`-example stretches, which is what a shuffle buffer of `window` examples draws
+    from: 1 for an order by class, about 0 for a shuffled one, whatever the number and balance of the classes.
+
+    The measure of a stretch is the total-variation distance of its class mix from the whole's; an order's is the
+    mean over its whole stretches, and the result is (order - random order) / (order by class - random order).
+    0 with fewer than two stretches (a buffer over half of the examples or more mixes them well enough) or where
+    stretches of an order by class are mixed about as well as random ones (a class or two, or many tiny classes).
+    """
     labels = np.asarray(labels)
-    classes = int(labels.max()) + 1 if len(labels) else 0
-    present = np.count_nonzero(np.bincount(labels, minlength=classes)) if classes else 0
-    if len(labels) <= window or present < 2:
+    if len(labels) < 2 * window:
         return 0.0
-    overall = np.bincount(labels, minlength=classes) / len(labels)
-    distances = [0.5 * np.abs(np.bincount(chunk, minlength=classes) / len(chunk) - overall).sum()
-                 for chunk in np.array_split(labels, -(-len(labels) // window))]
-    return float(np.mean(distances) / (1.0 - 1.0 / present))
+    overall = np.bincount(labels) / len(labels)
+
+    def mean_distance(order: np.ndarray) -> float:
+        stretches = order[: len(order) // window * window].reshape(-1, window)
+        mixes = np.stack([np.bincount(stretch, minlength=len(overall)) / window for stretch in stretches])
+        return float(0.5 * np.abs(mixes - overall).sum(axis=1).mean())
+
+    rng = np.random.default_rng(seed)
+    random_order = float(np.mean([mean_distance(rng.permutation(labels)) for _ in range(_RANDOM_ORDERS)]))
+    span = mean_distance(np.sort(labels, kind="stable")) - random_order
+    if span < 0.05:
+        return 0.0
+    return (mean_distance(labels) - random_order) / span
 
 
+_RANDOM_ORDERS = 4  # random orders class_grouping averages as its 0
 # class_grouping above which stage 2 warns that its shuffle buffer cannot mix the fitting slice.
 GROUPED_BY_CLASS = 0.5
 

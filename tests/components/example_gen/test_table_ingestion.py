@@ -7,6 +7,7 @@ import os
 import random
 
 import apache_beam as beam
+import numpy as np
 import pytest
 import tensorflow as tf
 from apache_beam.testing import test_pipeline
@@ -21,6 +22,7 @@ from hubtfx.components.example_gen import executor as executor_lib
 from hubtfx.components.example_gen import layout as layout_lib
 from hubtfx.components.example_gen import table as table_lib
 from hubtfx.components.example_gen.component import ImageFolderDriver, ImageFolderExampleGen
+from hubtfx.components.trainer import stages
 from hubtfx.components.example_gen.layout import DataLayoutError
 from hubtfx.components.example_gen.split import SplitRule
 
@@ -253,3 +255,14 @@ def test_spans_of_tables_through_local_dag_runner(tmp_path):
     third = _run_pipeline(data, work, **args)
     assert third.id != first.id, "a changed table: ExampleGen runs again"
     assert third.custom_properties["examples_written"].int_value == 12
+
+
+def test_a_table_sorted_by_label_is_written_with_its_classes_mixed(tmp_path):
+    # Stage 2's shuffle buffer cannot mix a train split written class by class (stages.class_grouping).
+    _write_table(tmp_path / "data" / "reviews.csv", _texts("pos", 400) + _texts("neg", 400))
+    examples = _run_executor(str(tmp_path / "data"), str(tmp_path / "out"), eval_percent=20)
+    files = sorted(glob.glob(os.path.join(glob.escape(examples.uri), "Split-train", "*.gz")))
+    labels = np.array([tf.train.Example.FromString(record.numpy()).features.feature["label"].int64_list.value[0]
+                       for record in tf.data.TFRecordDataset(files, compression_type="GZIP")])
+    assert len(labels) > 512  # two windows of class_grouping's: below that it measures nothing
+    assert stages.class_grouping(labels) < stages.GROUPED_BY_CLASS < stages.class_grouping(np.sort(labels))

@@ -84,14 +84,23 @@ def test_the_validation_slice_is_stratified_and_leaves_small_classes_whole():
     assert not np.array_equal(held_out, stages.validation_rows(labels, 0.2, seed=1))
 
 
-def test_class_grouping_tells_an_order_by_class_from_a_shuffled_one():
-    rng = np.random.default_rng(0)
-    for examples, classes in [(7768, 10), (3000, 2), (6000, 100), (1211, 10)]:
-        by_class = np.repeat(np.arange(classes), examples // classes)
-        assert stages.class_grouping(by_class) > stages.GROUPED_BY_CLASS
-        assert stages.class_grouping(rng.permutation(by_class)) < 0.3
-    assert stages.class_grouping(np.repeat(np.arange(10), 25)) == 0.0  # within one buffer: the shuffle mixes it
+@pytest.mark.parametrize("counts", [[777] * 10, [1500] * 2, [60] * 100, [50] * 1000, [900, 100],
+                                    [700, 100, 100, 100], [121] * 10])
+def test_class_grouping_tells_an_order_by_class_from_a_shuffled_one(counts):
+    by_class = np.repeat(np.arange(len(counts)), counts)
+    shuffled = np.random.default_rng(1).permutation(by_class)
+    assert stages.class_grouping(by_class) > stages.GROUPED_BY_CLASS
+    assert abs(stages.class_grouping(shuffled)) < 0.25
+    # Half the examples in class order, the other half shuffled: in between.
+    half = len(by_class) // 2
+    part_grouped = np.concatenate([np.sort(shuffled[:half]), shuffled[half:]])
+    assert 0.2 < stages.class_grouping(part_grouped) < 0.85
+
+
+def test_class_grouping_leaves_sets_a_buffer_mixes_and_single_classes_alone():
+    assert stages.class_grouping(np.repeat(np.arange(10), 40)) == 0.0  # 400 < 2 buffers: the shuffle mixes it
     assert stages.class_grouping(np.zeros(1000, dtype=np.int64)) == 0.0
+    assert stages.class_grouping(np.repeat([3, 7], 600)) > stages.GROUPED_BY_CLASS  # ids need not start at 0
 
 
 def test_split_images_partitions_the_training_images_by_row():
