@@ -43,8 +43,8 @@ C_GRID = tuple(float(10.0 ** (e / 2)) for e in range(-8, 3))  # 1e-4, 3.16e-4, .
 # gives logits of order 1e-2 on standardised features, which need T of order 1e2..1e3.
 TEMPERATURE_RANGE = (1e-2, 1e5)
 # Rows fitted by one level set's cross-validation, summed over the folds ((folds - 1) x n), above which fewer folds
-# are used: 5 folds up to 2,000 training examples, 4 up to 2,666, 3 up to 4,000, 2 above. The cost is linear in those rows, and with
-# thousands of examples held out per fold the extra folds buy nothing measurable. Measured ad hoc on the frozen
+# are used: 5 folds up to 2,000 training examples, 4 up to 2,666, 3 up to 4,000, 2 above. The cost is linear in
+# those rows, and with thousands of examples held out per fold the extra folds buy nothing measurable. Measured ad hoc on the frozen
 # EfficientNet-Lite0 features of animal-mnist (7,773 training, 1,943 held-out images; scaling benchmark's set):
 # 5 / 3 / 2 folds took 89 / 46 / 25 s and chose C 3.2 / 1 / 1, held-out accuracy 0.983 / 0.987 / 0.987; at 2,400
 # training images 31 / 13 / 6 s, C 3.2 / 3.2 / 10, accuracy 0.970 / 0.970 / 0.969 (4 folds here).
